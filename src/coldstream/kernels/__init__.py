@@ -1,0 +1,1 @@
+"""Fused recurrent kernels (Triton) with fp32 PyTorch references. No dependency on the rest of coldstream."""

@@ -1,0 +1,1 @@
+"""coldstream.train"""
