@@ -1,0 +1,97 @@
+"""Depthwise causal conv1d (width <= 4) with state carry, and its single streaming step."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .._backend import resolve_backend
+from .._checks import check_varlen, expect, expect_float
+from .naive import causal_conv1d_ref, causal_conv1d_update_ref
+
+
+class CausalConv1dOutput(NamedTuple):
+    """``output [B, D, T]`` and ``final_state [S, D, W - 1]``, both in x's dtype."""
+
+    output: torch.Tensor
+    final_state: torch.Tensor
+
+
+def _check_activation(activation: str | None) -> None:
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', got {activation!r}")
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+    activation: str | None = "silu",
+    return_final_state: bool = False,
+    *,
+    resets: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor | CausalConv1dOutput:
+    """Depthwise causal conv over time: ``out[b, d, t] = act(bias[d] + sum_k weight[d, k] x[b, d, t - W + 1 + k])``.
+
+    Shapes: x ``[B, D, T]``; weight ``[D, W]`` with W <= 4; bias ``[D]``; initial_state ``[S, D, W - 1]`` (the
+    inputs before t = 0); ``resets [B, T]`` bool (no window reaches before a reset); ``cu_seqlens [S + 1]``
+    (batch-1 packed sequences). Returns ``out`` in x's dtype, or ``CausalConv1dOutput(out, final_state)``.
+    """
+    _check_activation(activation)
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape [B, D, T], got {list(x.shape)}")
+    batch, dim, T = x.shape
+    if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
+        raise ValueError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+    width = weight.shape[1]
+    expect("bias", bias, (dim,), "[D]")
+    expect_float("x", x)
+    n_seq = check_varlen(batch, T, resets, cu_seqlens)
+    expect("initial_state", initial_state, (n_seq, dim, width - 1), "[S, D, W - 1]")
+    act = "silu" if activation in ("silu", "swish") else None
+    be = resolve_backend("causal_conv1d", backend, [x, weight, bias, initial_state])
+    from .ops import causal_conv1d_apply
+
+    out, final = causal_conv1d_apply(be, x, weight, bias, initial_state, act, resets, cu_seqlens)
+    return CausalConv1dOutput(out, final) if return_final_state else out
+
+
+def causal_conv1d_update(
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Streaming step(s) (Dao's ``causal_conv1d_update``): ``conv_state`` is shifted left in place.
+
+    Shapes: x ``[B, D]`` or ``[B, D, L]``; conv_state ``[B, D, S]`` with S >= W - 1 (the last S inputs); weight
+    ``[D, W]``; bias ``[D]``. Returns the output with x's shape and dtype. One fixed launch configuration, CUDA-graph safe.
+    """
+    _check_activation(activation)
+    if x.dim() not in (2, 3):
+        raise ValueError(f"x must have shape [B, D] or [B, D, L], got {list(x.shape)}")
+    batch, dim = x.shape[:2]
+    if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
+        raise ValueError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+    if conv_state.dim() != 3 or conv_state.shape[:2] != (batch, dim) or conv_state.shape[2] < weight.shape[1] - 1:
+        raise ValueError(f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got "
+                         f"{list(conv_state.shape)}")
+    expect("bias", bias, (dim,), "[D]")
+    act = "silu" if activation in ("silu", "swish") else None
+    be = resolve_backend("causal_conv1d_update", backend, [x, conv_state, weight, bias])
+    if be == "reference":
+        return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
+    from .ops import causal_conv1d_update_triton
+
+    return causal_conv1d_update_triton(x, conv_state, weight, bias, act)
+
+
+__all__ = ["CausalConv1dOutput", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update",
+           "causal_conv1d_update_ref"]

@@ -1,0 +1,100 @@
+"""fp32 PyTorch references for the depthwise causal conv1d (width <= 4) and its single streaming step."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import acc_dtype
+
+
+def segment_lo(resets: torch.Tensor | None, batch: int, T: int, width: int, device) -> torch.Tensor:
+    """``[B, T]`` int32: the first index of the left-padded input ``[B, D, W - 1 + T]`` that output t may read.
+
+    Without a reset the window may reach into the ``W - 1`` initial-state columns (lo = 0); after a reset at
+    position r it starts at the reset (lo = r + W - 1), so no window crosses a sequence boundary.
+    """
+    pos = torch.arange(T, device=device).expand(batch, T)
+    if resets is None:
+        return torch.zeros(batch, T, dtype=torch.int32, device=device)
+    marked = torch.where(resets, pos, torch.full_like(pos, -1))
+    last = torch.cummax(marked, dim=1).values
+    return torch.where(last >= 0, last + width - 1, torch.zeros_like(last)).to(torch.int32)
+
+
+def _act(y: torch.Tensor, activation: str | None) -> torch.Tensor:
+    return F.silu(y) if activation == "silu" else y
+
+
+def causal_conv1d_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    initial_state: torch.Tensor | None = None,
+    activation: str | None = "silu",
+    resets: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv; returns ``(out [B, D, T] in x.dtype, final_state [S, D, W - 1] in x.dtype)``.
+
+    ``out[b, d, t] = act(bias[d] + sum_k weight[d, k] * xx[b, d, t - (W - 1) + k])`` where ``xx`` is ``x`` preceded by
+    ``initial_state [B, D, W - 1]`` (zeros if None). ``resets [B, T]``: the window never reaches before a reset.
+    ``cu_seqlens [S + 1]``: batch-1 packed sequences, each convolved on its own. The final state is the last
+    ``W - 1`` inputs of each sequence (zeros where the sequence is shorter and had no initial state).
+    """
+    if cu_seqlens is not None:
+        outs, lasts = [], []
+        bounds = cu_seqlens.tolist()
+        for s in range(len(bounds) - 1):
+            sl = slice(bounds[s], bounds[s + 1])
+            o, last = causal_conv1d_ref(
+                x[..., sl], weight, bias, None if initial_state is None else initial_state[s : s + 1], activation
+            )
+            outs.append(o)
+            lasts.append(last)
+        return torch.cat(outs, dim=-1), torch.cat(lasts, dim=0)
+    acc = acc_dtype(x.dtype)
+    batch, dim, T = x.shape
+    width = weight.shape[1]
+    init = torch.zeros(batch, dim, width - 1, dtype=acc, device=x.device)
+    if initial_state is not None:
+        init = initial_state.to(acc)
+    xx = torch.cat([init, x.to(acc)], dim=-1)  # [B, D, W - 1 + T]
+    windows = xx.unfold(-1, width, 1)  # [B, D, T, W]
+    lo = segment_lo(resets, batch, T, width, x.device)
+    if resets is not None:
+        idx = torch.arange(T, device=x.device)[:, None] + torch.arange(width, device=x.device)  # [T, W]
+        windows = windows * (idx[None] >= lo[..., None]).to(acc)[:, None]
+    y = (windows * weight.to(acc)[:, None, :]).sum(-1)
+    if bias is not None:
+        y = y + bias.to(acc)[:, None]
+    out = _act(y, activation).to(x.dtype)
+    tail_idx = torch.arange(T, T + width - 1, device=x.device)
+    final = xx[..., T:] * (tail_idx[None] >= lo[:, -1:]).to(acc)[:, None] if T > 0 else xx[..., T:]
+    return out, final.to(x.dtype)
+
+
+def causal_conv1d_update_ref(
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """Streaming steps: ``x [B, D]`` or ``[B, D, L]``; ``conv_state [B, D, S]`` (S >= W - 1) is shifted in place."""
+    acc = acc_dtype(x.dtype)
+    squeeze = x.dim() == 2
+    xs = x[..., None] if squeeze else x
+    width = weight.shape[1]
+    state = conv_state.to(acc)
+    outs = []
+    for t in range(xs.shape[-1]):
+        full = torch.cat([state, xs[..., t : t + 1].to(acc)], dim=-1)  # [B, D, S + 1]
+        y = (full[..., -width:] * weight.to(acc)).sum(-1)
+        state = full[..., 1:]
+        if bias is not None:
+            y = y + bias.to(acc)
+        outs.append(_act(y, activation))
+    conv_state.copy_(state.to(conv_state.dtype))
+    out = torch.stack(outs, dim=-1).to(x.dtype)
+    return out[..., 0] if squeeze else out
