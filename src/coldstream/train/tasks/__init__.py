@@ -1,0 +1,1 @@
+"""Tasks: what a clip's label is, its loss and its metric (built-in tasks and dataset adapters)."""

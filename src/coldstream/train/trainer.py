@@ -1,0 +1,280 @@
+"""The training loop: AdamW groups, cosine warm-up, bf16 autocast on GPU, clipping, full BPTT, eval each epoch,
+JSON-lines metrics, a progress bar, atomic checkpoints and exact resume.
+
+Determinism: the order of clips in epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``,
+so it does not depend on how the run got there; the global RNG states (dropout, augmentation) are saved in each
+checkpoint. A run killed mid-epoch and resumed from its last checkpoint therefore takes exactly the steps of an
+uninterrupted run (on CPU in deterministic mode; ``tests/train/test_trainer.py`` checks it bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from coldstream.train.checkpoint import (
+    check_compatible,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
+from coldstream.train.config import JobConfig, save_config, to_dict
+from coldstream.train.distributed import DistInfo, all_reduce_sums, barrier, wrap_model
+from coldstream.train.metrics import MetricsLog
+from coldstream.train.optim import build_optimizer, build_scheduler
+from coldstream.train.progress import progress
+
+
+class Task(Protocol):
+    """What the trainer needs from a task."""
+
+    def loss(self, outputs, targets) -> torch.Tensor: ...
+
+    def metric_sums(self, outputs, targets) -> dict[str, float]: ...  # additive over batches, includes "n"
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...  # e.g. {"accuracy": correct / n}
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after an interrupted run has saved its checkpoint."""
+
+
+def _to(x, device, dtype=None):
+    if isinstance(x, torch.Tensor):
+        if dtype is not None and x.is_floating_point():
+            x = x.to(dtype)
+        return x.to(device, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: _to(v, device, dtype) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to(v, device, dtype) for v in x)
+    return x
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The clip order of one epoch: a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class Trainer:
+    """Trains ``model`` on ``train_set`` (a sequence of ``(inputs, target)``) and evaluates on ``eval_set``.
+
+    Args:
+        model: maps a collated batch of inputs to outputs; the readout's parameters are named ``readout.*``.
+        task: loss and metrics (:class:`Task`).
+        cfg: the resolved :class:`~coldstream.train.config.JobConfig` (optim + train sections are used here).
+        dist: rank/world/device (single CPU process by default).
+        on_step: called as ``on_step(trainer, global_step)`` after every optimizer step (tests use it to kill a run).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train_set: Sequence,
+        eval_set: Sequence | None,
+        cfg: JobConfig,
+        *,
+        dist: DistInfo | None = None,
+        on_step: Callable[[Trainer, int], None] | None = None,
+    ):
+        self.cfg = cfg
+        self.tc = cfg.train
+        self.dist = dist or DistInfo()
+        self.task = task
+        self.train_set = train_set
+        self.eval_set = eval_set
+        self.on_step = on_step
+        self.out_dir = Path(self.tc.out_dir)
+        if self.tc.batch_size % self.dist.world:
+            raise ValueError(f"global batch {self.tc.batch_size} must be divisible by the {self.dist.world} ranks")
+        if len(train_set) == 0:
+            raise ValueError("the training set is empty")
+        torch.manual_seed(self.tc.seed)
+        if self.tc.deterministic and self.dist.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.model = model.to(self.dist.device)
+        self.ddp_model = wrap_model(self.model, self.dist)
+        self.steps_per_epoch = max(1, len(train_set) // self.tc.batch_size)
+        self.total_steps = self.steps_per_epoch * self.tc.epochs
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict] = []
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        amp = self.tc.amp
+        use_bf16 = amp == "bf16" or (amp == "auto" and self.dist.device.type == "cuda")
+        self.autocast = (
+            (lambda: torch.autocast(self.dist.device.type, dtype=torch.bfloat16))
+            if use_bf16
+            else (lambda: nullcontext())
+        )
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------------------------------------- checkpoints
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def model_config(self) -> dict:
+        return to_dict(self.cfg.model)
+
+    def save(self, path: Path | None = None) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        return save_checkpoint(
+            path or self.ckpt_path,
+            model=self.model,
+            model_config=self.model_config(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            rng=rng_state(),
+            history=self.history,
+            config=to_dict(self.cfg),
+        )
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Load ``path`` (default ``out_dir/last.pt``) when it exists; True when resumed."""
+        path = path or self.ckpt_path
+        if not path.exists():
+            return False
+        blob = read_checkpoint(path)
+        check_compatible(blob, self.model, self.model_config(), path)
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = blob["step"], blob["epoch"], blob["batch_in_epoch"]
+        self.history = list(blob.get("history", []))
+        set_rng_state(blob["rng"])
+        self.log.truncate_after(self.step)
+        return True
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def _batch(self, indices: Sequence[int]):
+        return default_collate([self.train_set[i] for i in indices])
+
+    def _local(self, idx: list[int]) -> list[int]:
+        return idx[self.dist.rank :: self.dist.world]
+
+    def train_step(self, inputs, targets) -> float:
+        self.ddp_model.train()
+        with self.autocast():
+            out = self.ddp_model(inputs)
+            loss = self.task.loss(out, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # full back-propagation through the whole clip
+        if self.cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Sequence | None = None, batch_size: int | None = None) -> dict[str, float]:
+        """Task metrics over ``dataset`` (default: the eval set), sharded over ranks and summed."""
+        dataset = self.eval_set if dataset is None else dataset
+        if dataset is None or len(dataset) == 0:
+            return {}
+        self.model.eval()
+        bs = batch_size or self.tc.batch_size
+        sums: dict[str, float] = {}
+        mine = list(range(len(dataset)))[self.dist.rank :: self.dist.world]
+        for k in range(0, len(mine), bs):
+            x, y = default_collate([dataset[i] for i in mine[k : k + bs]])
+            x, y = _to(x, self.dist.device, torch.float32), _to(y, self.dist.device)
+            with self.autocast():
+                out = self.model(x)
+            for name, v in self.task.metric_sums(out, y).items():
+                sums[name] = sums.get(name, 0.0) + v
+        sums = all_reduce_sums(sums, self.dist)
+        return self.task.summarize(sums)
+
+    def _handle_signal(self, signum, frame):
+        self._stop_signal = signum
+
+    def fit(self) -> dict:
+        """Train to the end (resuming first when ``train.resume`` and a checkpoint exist); returns the summary."""
+        if self.dist.is_main:
+            save_config(self.cfg, self.out_dir / "config.yaml")
+        resumed = self.tc.resume and self.resume()
+        if resumed and self.dist.is_main:
+            print(f"resumed from {self.ckpt_path} at epoch {self.epoch}, step {self.step}/{self.total_steps}")
+        old = signal.signal(signal.SIGTERM, self._handle_signal) if self.dist.is_main else None
+        bar = progress(self.total_steps, desc="train", unit="step", enabled=self.tc.progress and self.dist.is_main)
+        bar.update(self.step)
+        t0, clips = time.perf_counter(), 0
+        try:
+            while self.epoch < self.tc.epochs:
+                order = epoch_order(len(self.train_set), self.tc.seed, self.epoch)
+                b = self.tc.batch_size
+                while self.batch_in_epoch < self.steps_per_epoch:
+                    idx = order[self.batch_in_epoch * b : (self.batch_in_epoch + 1) * b]
+                    x, y = self._batch(self._local(idx))
+                    x, y = _to(x, self.dist.device, torch.float32), _to(y, self.dist.device)
+                    loss = self.train_step(x, y)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    clips += len(idx)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss} at step {self.step}; lower optim.lr")
+                    self.log.write(
+                        "train", epoch=self.epoch, step=self.step, loss=loss, lr=self.scheduler.get_last_lr()[0]
+                    )
+                    if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0:
+                        self.save()
+                    if self.on_step is not None:
+                        self.on_step(self, self.step)
+                    if self._stop_signal is not None:
+                        raise KeyboardInterrupt
+                metrics = self.evaluate()
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                rec = {"epoch": self.epoch, "step": self.step, **metrics}
+                self.history.append(rec)
+                self.log.write("eval", **rec)
+                self.save()
+                barrier(self.dist)
+        except KeyboardInterrupt:
+            path = self.save()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.epoch}, step {self.step}/{self.total_steps}; progress saved to {path}. "
+                f"Run the same command again to resume."
+            ) from None
+        finally:
+            bar.close()
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+        seconds = time.perf_counter() - t0
+        summary = {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "train_seconds": seconds,
+            "clips_per_s": clips / seconds if seconds > 0 and clips else float("nan"),
+            "final": self.history[-1] if self.history else {},
+        }
+        if self.dist.is_main:
+            self.log.write("summary", step=self.step, **{k: v for k, v in summary.items() if k != "final"})
+        return summary
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)
