@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
             if REQUIRE_CUDA:
                 item.add_marker(pytest.mark.xfail(reason="no CUDA", run=False, strict=True))
             else:
-                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (set COLDSTREAM_REQUIRE_CUDA=1 to fail instead)"))
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (COLDSTREAM_REQUIRE_CUDA=1 fails instead)"))
 
 
 def pytest_runtest_setup(item):

@@ -24,7 +24,9 @@ def _as_float_nchw(frames: torch.Tensor) -> torch.Tensor:
             f"{tuple(frames.shape)} (add a leading dimension)"
         )
     if frames.dim() != 4:
-        raise ValueError(f"frames must have rank 4 (uint8 [T, H, W, 3] or float [T, 3, H, W]), got {tuple(frames.shape)}")
+        raise ValueError(
+            f"frames must have rank 4 (uint8 [T, H, W, 3] or float [T, 3, H, W]), got {tuple(frames.shape)}"
+        )
     if frames.dtype == torch.uint8:
         if frames.shape[-1] != 3:
             raise ValueError(f"uint8 frames must be [T, H, W, 3] (RGB, channels last), got {tuple(frames.shape)}")
