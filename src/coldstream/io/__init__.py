@@ -1,1 +1,150 @@
-"""coldstream.io"""
+"""coldstream.io: video files and live streams to frames on the right device, with each frame's index and timestamp.
+
+    from coldstream.io import open_video
+    with open_video("clip.mp4", device="cuda", output="float", size=224) as src:
+        clip = src.clip(16, target_fps=6)        # SPEC §2.3: Frames(data [16, 3, 224, 224], indices, timestamps)
+        for chunk in src.stream(chunk_size=8):   # bounded memory, frame by frame
+            ...
+
+Backends: ``"pyav"`` (CPU, default), ``"opencv"`` (CPU without PyAV), ``"dali"`` (NVDEC on ``cuda`` devices, DALI's
+CPU decoder for VP9/VP8/MJPEG on ``cpu``). Optional dependencies are imported only when used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from .errors import (
+    BackendUnavailableError,
+    CorruptVideoError,
+    FrameIndexError,
+    NotAVideoError,
+    NoVideoFramesError,
+    UnsupportedCodecError,
+    VideoError,
+    VideoNotFoundError,
+)
+from .sampling import centered_clip_indices, clip_stride, random_clip_indices, shard
+from .source import Frames, FrameSource, VideoInfo
+
+__all__ = [
+    "BackendUnavailableError",
+    "CorruptVideoError",
+    "FrameIndexError",
+    "FrameSource",
+    "Frames",
+    "NoVideoFramesError",
+    "NotAVideoError",
+    "UnsupportedCodecError",
+    "VideoError",
+    "VideoInfo",
+    "VideoNotFoundError",
+    "available_backends",
+    "centered_clip_indices",
+    "clip_stride",
+    "open_video",
+    "random_clip_indices",
+    "shard",
+]
+
+BACKENDS = ("auto", "cpu", "pyav", "opencv", "dali")
+log = logging.getLogger("coldstream.io")
+_said_auto: set[str] = set()
+
+
+def _have(module: str) -> tuple[bool, str]:
+    try:
+        mod = __import__(module)
+    except ImportError as e:
+        return False, str(e)
+    return True, getattr(mod, "__version__", "installed")
+
+
+def available_backends() -> dict[str, tuple[bool, str]]:
+    """Each backend -> ``(usable, version or the reason it is not)``; for ``coldstream info``."""
+    from .dali import dali_available
+    from .errors import DALI_INSTALL, OPENCV_INSTALL, PYAV_INSTALL
+
+    ok_av, why_av = _have("av")
+    ok_cv, why_cv = _have("cv2")
+    ok_dali, why_dali = dali_available()
+    gpu = torch.cuda.is_available()
+    return {
+        "pyav": (ok_av, f"PyAV {why_av}" if ok_av else f"{why_av}; install: {PYAV_INSTALL}"),
+        "opencv": (ok_cv, f"OpenCV {why_cv}" if ok_cv else f"{why_cv}; install: {OPENCV_INSTALL}"),
+        "dali-cpu": (ok_dali, f"{why_dali} (VP9, VP8, MJPEG only)" if ok_dali else f"install: {DALI_INSTALL}"),
+        "dali-gpu": (
+            ok_dali and gpu,
+            why_dali if ok_dali and gpu else ("no CUDA GPU" if ok_dali else f"install: {DALI_INSTALL}"),
+        ),
+    }
+
+
+def open_video(
+    path: str | os.PathLike,
+    *,
+    backend: str = "auto",
+    device: str | torch.device = "cpu",
+    **kwargs,
+) -> FrameSource:
+    """Open one video as a ``FrameSource``.
+
+    Args:
+        backend: ``"auto"`` (DALI for CUDA devices when installed and the codec is supported, else the CPU backend),
+            ``"cpu"`` (PyAV, or OpenCV without PyAV), ``"pyav"``, ``"opencv"``, ``"dali"``. An explicit backend never
+            falls back: it raises ``BackendUnavailableError`` (with the install command) or ``UnsupportedCodecError``.
+        device: where frames are returned.
+        kwargs: ``output`` ("uint8" | "float"), ``size``, ``mean``, ``std`` and backend options.
+
+    Raises:
+        VideoError subclasses naming the file and the problem.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    device = torch.device(device)
+    if backend == "dali":
+        from .dali import DALISource
+
+        return DALISource(path, device=device, **kwargs)
+    if backend == "pyav":
+        from .cpu import PyAVSource
+
+        return PyAVSource(path, device=device, **kwargs)
+    if backend == "opencv":
+        from .cpu import OpenCVSource
+
+        return OpenCVSource(path, device=device, **kwargs)
+    if backend == "auto" and device.type == "cuda":
+        from .dali import DALISource, dali_available
+
+        ok, why = dali_available()
+        if ok:
+            try:
+                return DALISource(path, device=device, **kwargs)
+            except UnsupportedCodecError as e:
+                _say_once("codec", f"auto backend: {e.problem}; decoding on the CPU instead")
+        else:
+            _say_once("nodali", f"auto backend: DALI unavailable ({why}); decoding on the CPU and copying to {device}")
+    return _open_cpu(path, device, **kwargs)
+
+
+def _open_cpu(path, device, **kwargs) -> FrameSource:
+    from .cpu import OpenCVSource, PyAVSource
+
+    if _have("av")[0]:
+        return PyAVSource(path, device=device, **kwargs)
+    if _have("cv2")[0]:
+        _say_once("nopyav", "CPU backend: PyAV missing, using OpenCV (sequential reads, container frame counts)")
+        return OpenCVSource(path, device=device, **kwargs)
+    from .errors import OPENCV_INSTALL, PYAV_INSTALL
+
+    raise BackendUnavailableError(f"no CPU video decoder installed: {PYAV_INSTALL}  (or: {OPENCV_INSTALL})")
+
+
+def _say_once(key: str, message: str) -> None:
+    if key not in _said_auto:
+        _said_auto.add(key)
+        log.warning(message)
