@@ -1,0 +1,100 @@
+"""NuScenes camera pose: token mean-pool -> MLP -> relative translation + 6-D rotation per frame (SPEC §5.5)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coldstream.model.readouts.base import StatelessReadout
+
+
+class CameraPoseReadout(StatelessReadout):
+    """Per frame: mean over the N tokens of ``proj(o_t)`` -> LN -> Linear(1024->512) -> GELU -> Linear(512->9).
+
+    Output ``[B, T, 9]`` = pose of frame t relative to t−1: translation (dx, dy, dz) in metres, then the 6-D
+    rotation (first column r[3:6]... see ``rotation_6d_to_matrix``). Frame 0 has no predecessor (masked in loss
+    and metric). Keys ``pose_head.{0,1,3}`` (+ ``proj_to_readout`` if D != 1024).
+    """
+
+    task = "nuscenes"
+
+    def __init__(self, dim: int, width: int = 1024, hidden: int = 512):
+        super().__init__(dim)
+        self.proj_to_readout = nn.Linear(dim, width) if dim != width else nn.Identity()
+        self.pose_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 9))
+
+    def frame(self, o: torch.Tensor) -> torch.Tensor:
+        """``[F, N, D] -> [F, 9]``."""
+        return self.pose_head(self.proj_to_readout(o).mean(dim=1))
+
+
+def rotation_6d_to_matrix(r6: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zhou et al. (2019): ``[..., 6]`` = the first two columns ``(a1 = r[:3], a2 = r[3:])`` -> ``[..., 3, 3]``.
+
+    Gram–Schmidt: ``b1 = a1/|a1|``, ``b2 = normalise(a2 − (b1·a2) b1)``, ``b3 = b1 × b2``; R = [b1 b2 b3] (columns).
+    """
+    a1, a2 = r6[..., :3], r6[..., 3:6]
+    b1 = F.normalize(a1, dim=-1, eps=eps)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1, eps=eps)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-1)
+
+
+def matrix_to_rotation_6d(rot: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3] -> [..., 6]``: the first two columns, concatenated."""
+    return torch.cat([rot[..., :, 0], rot[..., :, 1]], dim=-1)
+
+
+def rotation_angle(r_pred: torch.Tensor, r_gt: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Geodesic angle (radians) between rotation matrices ``[..., 3, 3]``."""
+    rel = r_pred.transpose(-1, -2) @ r_gt
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return torch.acos(cos.clamp(-1 + eps, 1 - eps))
+
+
+def _frames_mask(shape: torch.Size, valid: torch.Tensor | None, device) -> torch.Tensor:
+    m = torch.ones(shape, dtype=torch.bool, device=device)
+    m[:, 0] = False  # frame 0 has no predecessor
+    return m if valid is None else m & valid.bool()
+
+
+class CameraPoseLoss(nn.Module):
+    """Kendall & Cipolla (2017) homoscedastic weighting of translation and rotation (SPEC §5.5)::
+
+        L = exp(−s_t) L_t + s_t + exp(−s_r) L_r + s_r
+
+    with learned ``s_t``, ``s_r`` (init 0 and −3, the PoseNet values; the reference stores them under ``loss_fn.*``,
+    ignored when loading). Per-term losses are not published (SPEC §10.2); our choice: ``L_t`` = L1 on the relative
+    translation (metres, summed over xyz), ``L_r`` = geodesic angle (radians) after Gram–Schmidt. Frame 0 is masked.
+    """
+
+    def __init__(self, init_translation: float = 0.0, init_rotation: float = -3.0):
+        super().__init__()
+        self.log_var_translation = nn.Parameter(torch.tensor(init_translation))
+        self.log_var_rotation = nn.Parameter(torch.tensor(init_rotation))
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target_translation: torch.Tensor,
+        target_rotation: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``pred`` ``[B, T, 9]``; targets ``[B, T, 3]`` and ``[B, T, 3, 3]`` (pose of t relative to t−1)."""
+        if pred.ndim != 3 or pred.shape[-1] != 9:
+            raise ValueError(f"expected pose predictions [B, T, 9], got {tuple(pred.shape)}")
+        m = _frames_mask(pred.shape[:2], valid, pred.device).float()
+        denom = m.sum().clamp(min=1)
+        pred = pred.float()
+        l_t = ((pred[..., :3] - target_translation.float()).abs().sum(-1) * m).sum() / denom
+        l_r = (rotation_angle(rotation_6d_to_matrix(pred[..., 3:]), target_rotation.float()) * m).sum() / denom
+        s_t, s_r = self.log_var_translation, self.log_var_rotation
+        return torch.exp(-s_t) * l_t + s_t + torch.exp(-s_r) * l_r + s_r
+
+
+def rpe_translation(pred: torch.Tensor, target_translation: torch.Tensor, valid: torch.Tensor | None = None):
+    """RPE_tr in millimetres: mean over frames t >= 1 of ``|t̂_t − t_t|`` (relative translations, metres in)."""
+    m = _frames_mask(pred.shape[:2], valid, pred.device).float()
+    err = (pred[..., :3].float() - target_translation.float()).norm(dim=-1)
+    return 1000.0 * (err * m).sum() / m.sum().clamp(min=1)

@@ -1,0 +1,74 @@
+"""ScanNet depth: 784 learned queries, one per 8×8 patch of the 224×224 frame (SPEC §5.4)."""
+
+from __future__ import annotations
+
+import torch
+
+from coldstream.model.readouts.attention_readout import AttentionReadout
+from coldstream.model.readouts.base import StatelessReadout
+
+
+class DepthReadout(StatelessReadout):
+    """Per frame an attentive probe (1024-d, 16 heads, learned one-frame temporal bias) with one query per output
+    patch; each query regresses its 8×8 patch, reassembled row-major to ``[H, W]``. No output activation.
+
+    Clip: ``[B, T, N, D] -> pred_depth [B, T, H, W]``. Reference keys ``readout.readout.*`` are ``probe.*`` here.
+    """
+
+    task = "scannet"
+    REFERENCE_RENAME = ("readout.readout.", "probe.")
+
+    def __init__(self, dim: int, width: int = 1024, num_heads: int = 16, image_size: int = 224, patch: int = 8):
+        super().__init__(dim)
+        if image_size % patch:
+            raise ValueError(f"depth readout: image size {image_size} is not a multiple of the patch {patch}")
+        self.image_size, self.patch = image_size, patch
+        self.grid = image_size // patch
+        self.probe = AttentionReadout(dim, width, patch * patch, self.grid * self.grid, num_heads, temporal_posenc=True)
+
+    def frame(self, o: torch.Tensor) -> torch.Tensor:
+        """``[F, N, D] -> [F, H, W]``."""
+        f = o.shape[0]
+        g, p = self.grid, self.patch
+        out = self.probe(o).view(f, g, g, p, p).permute(0, 1, 3, 2, 4)
+        return out.reshape(f, g * p, g * p)
+
+
+def _depth_valid(target: torch.Tensor, valid: torch.Tensor | None, min_depth: float) -> torch.Tensor:
+    m = target > min_depth
+    return m if valid is None else m & valid.bool()
+
+
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, min_depth: float = 1e-3):
+    """L1 on metric depth over valid pixels (not published, SPEC §10.2; our choice: the head has no output
+    activation and AbsRel is read without rescaling, so a scale-fixing loss). ``[B, T, H, W]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred_depth {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    m = _depth_valid(target, valid, min_depth).float()
+    return ((pred.float() - target.float()).abs() * m).sum() / m.sum().clamp(min=1)
+
+
+def abs_rel(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    median_scale: bool = False,
+    min_depth: float = 1e-3,
+) -> torch.Tensor:
+    """AbsRel = mean |d̂ − d| / d over valid pixels (d > ``min_depth``), per frame, then averaged over frames.
+
+    ``median_scale=True`` first rescales each frame's prediction by median(d) / median(d̂) (the monocular protocol;
+    off by default since the readout regresses metric depth). ``[..., H, W]``.
+    """
+    p = pred.float().flatten(0, -3).flatten(1)
+    g = target.float().flatten(0, -3).flatten(1)
+    m = _depth_valid(target, valid, min_depth).flatten(0, -3).flatten(1)
+    vals = []
+    for pi, gi, mi in zip(p, g, m, strict=True):
+        if not mi.any():
+            continue
+        pv, gv = pi[mi], gi[mi]
+        if median_scale:
+            pv = pv * (gv.median() / pv.median())
+        vals.append(((pv - gv).abs() / gv).mean())
+    return torch.stack(vals).mean() if vals else p.new_tensor(float("nan"))
