@@ -242,7 +242,7 @@ class PyAVSource(FrameSource):
                 count = idx
                 yield idx, frame
         except av.error.FFmpegError as e:
-            raise CorruptVideoError(self.path, f"decoding failed after frame {count} ({e})") from e
+            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {count + 1} ({e})") from e
 
     def _to_rgb(self, frame) -> torch.Tensor:
         return torch.from_numpy(_rotate(frame.to_ndarray(format="rgb24"), self._rotation))
@@ -317,7 +317,7 @@ class OpenCVSource(FrameSource):
         self._cap = None
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
-            raise _open_failure(self.path, "OpenCV could not open it")
+            raise _open_failure(self.path, "OpenCV could not open it (broken container, or no decodable video stream)")
         fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC))
         codec = fourcc.to_bytes(4, "little").decode("ascii", "replace").strip("\x00").lower() if fourcc else "unknown"
         n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))

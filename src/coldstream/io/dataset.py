@@ -44,6 +44,7 @@ class ClipDataset(torch.utils.data.IterableDataset):
         *,
         num_frames: int = NUM_FRAMES,
         target_fps: float | None = None,
+        stride: int | None = None,
         backend: str = "auto",
         rank: int = 0,
         world_size: int = 1,
@@ -55,7 +56,7 @@ class ClipDataset(torch.utils.data.IterableDataset):
         **open_kwargs,
     ):
         self.files = [os.fspath(f) for f in files]
-        self.num_frames, self.target_fps = num_frames, target_fps
+        self.num_frames, self.target_fps, self.stride = num_frames, target_fps, stride
         self.backend = backend
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.random_offset = shuffle, random_offset
@@ -89,7 +90,13 @@ class ClipDataset(torch.utils.data.IterableDataset):
             self.report.seen += 1
             try:
                 with opener(path, backend=self.backend, **self.open_kwargs) as src:
-                    clip = src.clip(self.num_frames, self.target_fps, random_offset=self.random_offset, generator=g)
+                    clip = src.clip(
+                        self.num_frames,
+                        self.target_fps,
+                        stride=self.stride,
+                        random_offset=self.random_offset,
+                        generator=g,
+                    )
             except VideoError as e:
                 self.report.add(e)
                 log.warning("skipping %s: %s (%d skipped so far)", e.path, e.problem, self.report.skipped)

@@ -106,8 +106,8 @@ def write_index_video(
         path: output file; its suffix picks the container (``CODECS[codec].suffix`` is the natural one).
         pts_ms: presentation times in milliseconds, one per frame, for a variable-frame-rate file (time base 1/1000).
         rotation: display-matrix rotation in degrees (metadata only; the stored pixels are not rotated).
-        gray: store as 8-bit grayscale (``gray`` pixel format, FFV1 or MJPEG-gray where the codec allows).
-        audio: add a silent AAC/Vorbis/PCM audio track interleaved with the video.
+        gray: store 8-bit grayscale (``gray`` pixel format; H.264 writes a 4:0:0 stream).
+        audio: add a silent audio track (AAC in MP4, Opus in WebM, PCM in AVI) interleaved with the video.
     """
     import av
 
@@ -126,10 +126,10 @@ def write_index_video(
             stream.set_display_rotation(rotation)
         astream = None
         if audio:
-            acodec = {".mp4": "aac", ".webm": "libvorbis", ".avi": "pcm_s16le"}.get(path.suffix, "aac")
-            astream = container.add_stream(acodec, rate=16000)
+            acodec = {".mp4": "aac", ".webm": "libopus", ".avi": "pcm_s16le"}.get(path.suffix, "aac")
+            astream = container.add_stream(acodec, rate=48000 if acodec == "libopus" else 16000)
             astream.layout = "mono"
-            samples_per_frame = 16000 // fps
+            samples_per_frame = astream.rate // fps
             audio_pts = 0
         for i in range(num_frames):
             img = index_pattern(i, height, width, gray=gray)
@@ -143,7 +143,7 @@ def write_index_video(
                 aformat = astream.codec_context.format.name
                 silence = np.zeros((1, samples_per_frame), dtype=np.float32 if "flt" in aformat else np.int16)
                 aframe = av.AudioFrame.from_ndarray(silence, format=aformat, layout="mono")
-                aframe.sample_rate = 16000
+                aframe.sample_rate = astream.rate
                 aframe.pts = audio_pts
                 audio_pts += samples_per_frame
                 for packet in astream.encode(aframe):

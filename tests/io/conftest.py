@@ -1,0 +1,49 @@
+"""Small generated videos whose pixels encode the frame index (see ``coldstream.io.synthetic``)."""
+
+from pathlib import Path
+
+import pytest
+
+from coldstream.io.synthetic import CODECS, write_index_video
+
+N_FRAMES = 60  # 2 s at 30 fps, keyframe every 10 frames
+VFR_PTS_MS = [i * 33 + (i % 3) * 10 + (i // 10) * 40 for i in range(30)]  # irregular gaps, 0 .. ~1.1 s
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("videos")
+
+
+@pytest.fixture(scope="session")
+def make_video(video_dir):
+    """``make_video(name, **write_index_video kwargs)`` -> path, written once per session."""
+    made: dict[str, Path] = {}
+
+    def make(name: str, codec: str = "h264", num_frames: int = N_FRAMES, suffix: str | None = None, **kw) -> Path:
+        if name not in made:
+            path = video_dir / f"{name}{suffix or CODECS[codec].suffix}"
+            made[name] = write_index_video(path, num_frames, codec=codec, **kw)
+        return made[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def h264(make_video):
+    return make_video("h264", "h264")
+
+
+@pytest.fixture(scope="session")
+def vp9(make_video):
+    return make_video("vp9", "vp9")
+
+
+@pytest.fixture(scope="session")
+def mjpeg(make_video):
+    return make_video("mjpeg", "mjpeg")
+
+
+@pytest.fixture(scope="session")
+def vfr(make_video):
+    return make_video("vfr", "h264", num_frames=len(VFR_PTS_MS), suffix=".mkv", pts_ms=VFR_PTS_MS)
