@@ -1,21 +1,269 @@
-"""Dispatch of the selective scan to the reference or the Triton kernels."""
+"""torch.library registration and autograd of the selective scan; dispatch to the reference or Triton kernels.
+
+``coldstream::selective_scan_fwd`` / ``_bwd`` are ``triton_op``s: their bodies launch the Triton kernels through
+``wrap_triton`` (backend ``"triton"``) or run the fp32 reference math (backend ``"reference"``), so both trace
+under ``torch.compile(fullgraph=True)`` and the reference path passes ``torch.library.opcheck`` on CPU.
+"""
 
 from __future__ import annotations
 
 import torch
+import triton
+from torch.library import triton_op, wrap_triton
 
-from .naive import selective_scan_ref
+from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_kernel
+from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
+from .step import selective_state_update_kernel
+
+BLOCK_D = 16
+CHUNK = 16
+NUM_WARPS = 8
+
+
+def _chunk_len(max_len: int) -> int:
+    return max(2, min(CHUNK, triton.next_power_of_2(max(max_len, 1))))
+
+
+def triton_unsupported(A: torch.Tensor, dim: int, groups: int) -> str | None:
+    """Why the Triton kernels cannot run this shape, or None."""
+    n = A.shape[1]
+    if n & (n - 1) or n > 64:
+        return f"d_state must be a power of two <= 64 for the Triton kernels (got {n})"
+    if groups > 1 and (dim // groups) % _block_d(dim, groups):
+        return f"channels per group ({dim // groups}) must be a multiple of the channel block"
+    return None
+
+
+def _block_d(dim: int, groups: int) -> int:
+    per_group = dim // groups
+    if groups == 1:
+        return BLOCK_D
+    return min(BLOCK_D, per_group & -per_group)  # largest power of two dividing the group size
+
+
+def _empty(ref: torch.Tensor) -> torch.Tensor:
+    return ref.new_empty(0)
+
+
+def _opt(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None or t.numel() == 0 else t
+
+
+@triton_op("coldstream::selective_scan_fwd", mutates_args=())
+def selective_scan_fwd(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+    resets: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None,
+    max_seqlen: int,
+    delta_softplus: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns ``(out [B, D, T], last_state [S, D, N] fp32, ckpt [S, chunks - 1, D, N] fp32)``; B, C 4-D."""
+    batch, dim, T = u.shape
+    n_state = A.shape[1]
+    n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
+    if backend != "triton":
+        out, last = selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+        )
+        return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype)
+    K = _chunk_len(max_seqlen)
+    n_ckpt = max(triton.cdiv(max_seqlen, K) - 1, 0)
+    out = torch.empty_like(u)
+    last = u.new_empty((n_seq, dim, n_state), dtype=torch.float32)
+    ckpt = u.new_empty((n_seq, n_ckpt, dim, n_state), dtype=torch.float32)
+    bd = _block_d(dim, B.shape[1])
+    grid = (n_seq, triton.cdiv(dim, bd))
+    wrap_triton(selective_scan_fwd_kernel)[grid](
+        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens,
+        out, last, ckpt,
+        T, dim, B.shape[1], n_ckpt,
+        N=n_state, BLOCK_D=bd, K=K,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+        HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
+        STORE_CKPT=n_ckpt > 0,
+        num_warps=NUM_WARPS,
+    )
+    return out, last, ckpt
+
+
+@triton_op("coldstream::selective_scan_bwd", mutates_args=())
+def selective_scan_bwd(
+    dout: torch.Tensor,
+    dlast: torch.Tensor | None,
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+    resets: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None,
+    ckpt: torch.Tensor,
+    max_seqlen: int,
+    delta_softplus: bool,
+    backend: str,
+) -> list[torch.Tensor]:
+    """Returns ``[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state]`` (empty for absent inputs)."""
+    batch, dim, T = u.shape
+    n_state = A.shape[1]
+    if backend != "triton":
+        grads = selective_scan_bwd_ref(
+            dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+        )
+        inputs = [u, delta, A, B, C, D, z, delta_bias, initial_state]
+        return [_empty(u) if g is None else g.to(x.dtype) for g, x in zip(grads, inputs, strict=True)]
+    n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
+    K = _chunk_len(max_seqlen)
+    n_ckpt = ckpt.shape[1]
+    groups = B.shape[1]
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dA = torch.zeros(dim, n_state, dtype=torch.float32, device=u.device)
+    dB = torch.zeros(B.shape, dtype=torch.float32, device=u.device)
+    dC = torch.zeros(C.shape, dtype=torch.float32, device=u.device)
+    dD = torch.zeros(dim, dtype=torch.float32, device=u.device) if D is not None else _empty(u)
+    dz = torch.empty_like(z) if z is not None else _empty(u)
+    dbias = torch.zeros(dim, dtype=torch.float32, device=u.device) if delta_bias is not None else _empty(u)
+    dh0 = torch.empty(n_seq, dim, n_state, dtype=torch.float32, device=u.device) if initial_state is not None \
+        else _empty(u)
+    bd = _block_d(dim, groups)
+    n_dblocks = triton.cdiv(dim, bd)
+    rows = max(1, min(16, (n_seq * n_dblocks) // 8192))  # enough programs to fill the GPU; fewer dA atomics
+    grid = (triton.cdiv(n_seq, rows), n_dblocks)
+    wrap_triton(selective_scan_bwd_kernel)[grid](
+        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt,
+        dout, dlast,
+        du, ddelta, dA, dB, dC, dD, dz, dbias, dh0,
+        T, dim, groups, n_ckpt, n_seq, rows,
+        N=n_state, BLOCK_D=bd, K=K,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+        HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
+        HAS_CKPT=n_ckpt > 0, HAS_DLAST=dlast is not None,
+        num_warps=NUM_WARPS,
+    )
+    return [
+        du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+        dD.to(D.dtype) if D is not None else dD, dz,
+        dbias.to(delta_bias.dtype) if delta_bias is not None else dbias,
+        dh0.to(initial_state.dtype) if initial_state is not None else dh0,
+    ]
+
+
+_SAVED = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "resets", "cu_seqlens")
+
+
+def _setup_context(ctx, inputs, output):
+    (u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend) = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, output[2])
+    ctx.max_seqlen, ctx.softplus, ctx.backend = max_seqlen, softplus, backend
+
+
+def _backward(ctx, dout, dlast, _dckpt):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(u)
+    grads = torch.ops.coldstream.selective_scan_bwd(
+        dout.contiguous(), None if dlast is None else dlast.contiguous(), u, delta, A, B, C, D, z, delta_bias,
+        initial_state, resets, cu_seqlens, ckpt, ctx.max_seqlen, ctx.softplus, ctx.backend,
+    )
+    present = [u, delta, A, B, C, D, z, delta_bias, initial_state]
+    grads = [g if x is not None else None for g, x in zip(grads, present, strict=True)]
+    return (*grads, None, None, None, None, None)
+
+
+torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, setup_context=_setup_context)
 
 
 def selective_scan_apply(
     backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise layouts (contiguous, B/C 4-D, int8 resets, int32 cu_seqlens) and run the registered op."""
+    squeeze_b, squeeze_c = B.dim() == 3, C.dim() == 3
+    B4 = B.unsqueeze(1) if squeeze_b else B
+    C4 = C.unsqueeze(1) if squeeze_c else C
+    T = u.shape[-1]
+    if backend == "triton":
+        reason = triton_unsupported(A, u.shape[1], B4.shape[1])
+        if reason is not None:
+            raise RuntimeError(f"selective_scan: backend='triton' cannot run these inputs: {reason}; "
+                               "reference: available (backend='reference')")
+    max_seqlen = T
+    if cu_seqlens is not None:
+        max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
+        cu_seqlens = cu_seqlens.to(torch.int32)
+    rs = resets.to(torch.int8).contiguous() if resets is not None else None
     if backend == "reference":
-        return selective_scan_ref(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
-        )
-    raise RuntimeError("selective_scan: the triton backend is not implemented yet; use backend='reference'")
+        rs = resets  # the reference takes the bool mask as is
+
+    def c(t):
+        return None if t is None else t.contiguous()
+
+    out, last, _ = torch.ops.coldstream.selective_scan_fwd(
+        c(u), c(delta), c(A), c(B4), c(C4), c(D), c(z), c(delta_bias), c(initial_state), rs, cu_seqlens,
+        max_seqlen, bool(delta_softplus), backend,
+    )
+    return out, last
+
+
+@triton_op("coldstream::selective_state_update", mutates_args={"state"})
+def selective_state_update_op(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    dt_bias: torch.Tensor | None,
+    dt_softplus: bool,
+    backend: str,
+) -> torch.Tensor:
+    """One step, ``state [B, D, N]`` updated in place; B, C ``[B, G, N]``; returns ``out [B, D]``."""
+    if backend != "triton":
+        return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    batch, dim, n_state = state.shape
+    out = torch.empty_like(x)
+    groups = B.shape[1]
+    bd = STEP_BLOCK_D
+    grid = (batch, triton.cdiv(dim, bd))
+    wrap_triton(selective_state_update_kernel)[grid](
+        state, x, dt, A, B, C, D, z, dt_bias, out,
+        dim, groups,
+        N=n_state, BLOCK_D=bd,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
+        num_warps=4,
+    )
+    return out
+
+
+STEP_BLOCK_D = 16
 
 
 def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
-    raise RuntimeError("selective_state_update: the triton backend is not implemented yet; use backend='reference'")
+    if not state.is_contiguous():
+        raise ValueError("selective_state_update: state must be contiguous (it is updated in place)")
+    B3 = B.unsqueeze(1) if B.dim() == 2 else B
+    C3 = C.unsqueeze(1) if C.dim() == 2 else C
+    reason = triton_unsupported(A, x.shape[1], 1)
+    if reason is not None:
+        raise RuntimeError(f"selective_state_update: backend='triton' cannot run these inputs: {reason}")
+
+    def c(t):
+        return None if t is None else t.contiguous()
+
+    return torch.ops.coldstream.selective_state_update(
+        state, c(x), c(dt), c(A), c(B3), c(C3), c(D), c(z), c(dt_bias), bool(dt_softplus), "triton"
+    )

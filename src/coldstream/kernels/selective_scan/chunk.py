@@ -1,0 +1,254 @@
+"""Triton forward and backward of the selective scan, chunked along time.
+
+Each program (axis 0: sequence, axis 1: channel block) owns ``BLOCK_D`` channels of one sequence and walks time in chunks of ``K`` steps. Inside a chunk the
+``[BLOCK_D, N, K]`` tile of the recurrence is solved with ``tl.associative_scan`` (so the K steps are parallel), and
+the ``[BLOCK_D, N]`` fp32 state is carried between chunks in registers. The forward stores the state at every chunk
+start after the first (``ckpt``): the backward walks the chunks in reverse, recomputes the chunk's states from its
+checkpoint, and runs the adjoint recurrence as a second scan over time-reversed loads. At T <= K nothing but the
+output is written, which is what makes the short-T, huge-batch case fast.
+
+Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]``; A ``[D, N]`` fp32; state
+``[S, D, N]`` fp32. With ``VARLEN`` the batch is 1 and program ``s`` runs ``cu_seqlens[s]:cu_seqlens[s + 1]``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _first_order(a1, b1, a2, b2):
+    # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+
+
+@triton.jit
+def selective_scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr,
+    out_ptr, hlast_ptr, ckpt_ptr,
+    T, DIM, G, n_ckpt,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, STORE_CKPT: tl.constexpr,
+):
+    pid_s = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    if VARLEN:
+        bos = tl.load(cu_ptr + pid_s).to(tl.int64)
+        eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
+        row = pid_s * 0
+    else:
+        bos = pid_s * 0
+        eos = bos + T
+        row = pid_s
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < DIM
+    offs_n = tl.arange(0, N)
+    offs_k = tl.arange(0, K)
+    group = (pid_d * BLOCK_D) // (DIM // G)
+    x_base = row * DIM * T + offs_d.to(tl.int64)[:, None] * T  # [BLOCK_D, 1]
+    bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[:, None] * T  # [N, 1]
+    state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]  # [BLOCK_D, N]
+
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_H0:
+        h = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+
+    n_chunks = tl.cdiv(eos - bos, K)
+    for c in range(0, n_chunks):
+        if STORE_CKPT:
+            if c > 0:
+                ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
+                tl.store(ckpt_ptr + ck, h, mask=mask_d[:, None])
+        t = bos + c * K + offs_k  # [K]
+        mask_t = t < eos
+        m2 = mask_d[:, None] & mask_t[None, :]
+        u = tl.load(u_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        dt = tl.load(delta_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt += bias[:, None]
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        dt = tl.where(m2, dt, 0.0)  # padded steps: decay 1, drive 0
+        Bt = tl.load(B_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)  # [N, K]
+        Ct = tl.load(C_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
+        decay = tl.exp(dt[:, None, :] * A[:, :, None])  # [BLOCK_D, N, K]
+        if HAS_RESETS:
+            rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
+            decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
+        drive = (dt * u)[:, None, :] * Bt[None, :, :]
+        a_cum, h_loc = tl.associative_scan((decay, drive), 2, _first_order)
+        hs = h_loc + a_cum * h[:, :, None]
+        y = tl.sum(hs * Ct[None, :, :], axis=1)  # [BLOCK_D, K]
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(z_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(out_ptr + x_base + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
+        h = tl.sum(tl.where(offs_k[None, None, :] == K - 1, hs, 0.0), axis=2)
+    tl.store(hlast_ptr + state_off, h, mask=mask_d[:, None])
+
+
+@triton.jit
+def selective_scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr, ckpt_ptr,
+    dout_ptr, dlast_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, dh0_ptr,
+    T, DIM, G, n_ckpt, S, ROWS_PER_PROGRAM,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, HAS_CKPT: tl.constexpr,
+    HAS_DLAST: tl.constexpr,
+):
+    # fp32 gradients; dA, dB, dC, dD, dbias are accumulated with atomics into zero-initialised fp32 buffers.
+    pid_g = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < DIM
+    offs_n = tl.arange(0, N)
+    offs_k = tl.arange(0, K)
+    group = (pid_d * BLOCK_D) // (DIM // G)
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+
+    for r in range(0, ROWS_PER_PROGRAM):
+        s_idx = pid_g * ROWS_PER_PROGRAM + r
+        if s_idx < S:
+            pid_s = s_idx.to(tl.int64)
+            if VARLEN:
+                bos = tl.load(cu_ptr + pid_s).to(tl.int64)
+                eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
+                row = pid_s * 0
+            else:
+                bos = pid_s * 0
+                eos = bos + T
+                row = pid_s
+            x_base = row * DIM * T + offs_d.to(tl.int64)[:, None] * T
+            bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[:, None] * T
+            state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
+            if HAS_DLAST:
+                g_carry = tl.load(dlast_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+            else:
+                g_carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+            dh0 = g_carry  # an empty sequence hands its state straight through
+            n_chunks = tl.cdiv(eos - bos, K)
+            for cc in range(0, n_chunks):
+                c = n_chunks - 1 - cc
+                # state entering the chunk
+                h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+                if HAS_H0:
+                    if c == 0:
+                        h_in = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                if HAS_CKPT:
+                    if c > 0:
+                        ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
+                        h_in = tl.load(ckpt_ptr + ck, mask=mask_d[:, None], other=0.0)
+                # ---- forward recompute, time in order: t = t0 + k
+                t = bos + c * K + offs_k
+                mask_t = t < eos
+                m2 = mask_d[:, None] & mask_t[None, :]
+                u = tl.load(u_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+                dt_raw = tl.load(delta_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+                if HAS_BIAS:
+                    dt_raw += bias[:, None]
+                if SOFTPLUS:
+                    dt = _softplus(dt_raw)
+                else:
+                    dt = dt_raw
+                dt = tl.where(m2, dt, 0.0)
+                Bt = tl.load(B_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
+                Ct = tl.load(C_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
+                decay = tl.exp(dt[:, None, :] * A[:, :, None])
+                if HAS_RESETS:
+                    rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
+                    decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
+                drive = (dt * u)[:, None, :] * Bt[None, :, :]
+                a_cum, h_loc = tl.associative_scan((decay, drive), 2, _first_order)
+                hs = h_loc + a_cum * h_in[:, :, None]  # h_t  [BLOCK_D, N, K]
+                dout = tl.load(dout_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    zz = tl.load(z_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+                    sz = tl.sigmoid(zz)
+                    y = tl.sum(hs * Ct[None, :, :], axis=1)
+                    if HAS_D:
+                        y += Dv[:, None] * u
+                    dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
+                    tl.store(dz_ptr + x_base + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                    gy = dout * zz * sz
+                else:
+                    gy = dout
+                # dC[t, n] = sum_d gy * h_t
+                dC_part = tl.sum(gy[:, None, :] * hs, axis=0)  # [N, K]
+                tl.atomic_add(dC_ptr + bc_base + t[None, :], dC_part, mask=mask_t[None, :])
+                # ---- adjoint recurrence, time reversed: t = t0 + K - 1 - k
+                tr = bos + c * K + (K - 1 - offs_k)
+                mask_tr = tr < eos
+                m2r = mask_d[:, None] & mask_tr[None, :]
+                dout_r = tl.load(dout_ptr + x_base + tr[None, :], mask=m2r, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    zr = tl.load(z_ptr + x_base + tr[None, :], mask=m2r, other=0.0).to(tl.float32)
+                    dout_r = dout_r * zr * tl.sigmoid(zr)
+                Cr = tl.load(C_ptr + bc_base + tr[None, :], mask=mask_tr[None, :], other=0.0).to(tl.float32)
+                # decay of the *next* step couples g_t to g_{t+1}; 1 past the end so dlast flows to the last step
+                tn = tr + 1
+                mask_tn = tn < eos
+                m2n = mask_d[:, None] & mask_tn[None, :]
+                dtn = tl.load(delta_ptr + x_base + tn[None, :], mask=m2n, other=0.0).to(tl.float32)
+                if HAS_BIAS:
+                    dtn += bias[:, None]
+                if SOFTPLUS:
+                    dtn = _softplus(dtn)
+                decay_n = tl.where(mask_tn[None, None, :], tl.exp(dtn[:, None, :] * A[:, :, None]), 1.0)
+                if HAS_RESETS:
+                    rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
+                    decay_n = tl.where(rn[None, None, :] != 0, 0.0, decay_n)
+                gh = dout_r[:, None, :] * Cr[None, :, :]
+                g_cum, g_loc = tl.associative_scan((decay_n, gh), 2, _first_order)
+                g_rev = g_loc + g_cum * g_carry[:, :, None]  # dL/dh_t in reversed order
+                g_carry = tl.sum(tl.where(offs_k[None, None, :] == K - 1, g_rev, 0.0), axis=2)  # dL/dh_{t0}
+                g = tl.flip(g_rev, 2)  # back to time order
+                dh0 = tl.sum(tl.where(offs_k[None, None, :] == 0, decay, 0.0), axis=2) * g_carry
+                # ---- parameter and input gradients, time in order
+                q = g * (hs - drive)  # g_t * decay_t * h_{t-1}
+                dA_acc += tl.sum(q * dt[:, None, :], axis=2)
+                gB = tl.sum(g * Bt[None, :, :], axis=1)  # [BLOCK_D, K]
+                ddt = tl.sum(q * A[:, :, None], axis=1) + u * gB
+                du = dt * gB
+                if HAS_D:
+                    du += gy * Dv[:, None]
+                    dD_acc += tl.sum(gy * u, axis=1)
+                dB_part = tl.sum(g * (dt * u)[:, None, :], axis=0)  # [N, K]
+                tl.atomic_add(dB_ptr + bc_base + t[None, :], dB_part, mask=mask_t[None, :])
+                if SOFTPLUS:
+                    ddt = ddt * tl.sigmoid(dt_raw)
+                ddt = tl.where(m2, ddt, 0.0)
+                if HAS_BIAS:
+                    dbias_acc += tl.sum(ddt, axis=1)
+                tl.store(du_ptr + x_base + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
+                tl.store(ddelta_ptr + x_base + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+            if HAS_H0:
+                tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
+    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None])
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d)
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d)
