@@ -1,0 +1,155 @@
+"""DALI backend: same frame indices as the CPU backend, pixels within the documented tolerance.
+
+On CPU machines DALI's CPU decoder is tested on VP9, VP8 and MJPEG (all it decodes); the ``cuda`` tests run NVDEC
+(``device="mixed"``) on H.264, HEVC and VP9 on a GPU machine.
+"""
+
+import random
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from coldstream.io import open_video
+from coldstream.io.preprocess import preprocess_frames
+from coldstream.io.synthetic import read_frame_indices
+
+from .conftest import N_FRAMES
+
+pytest.importorskip("nvidia.dali")
+
+from coldstream.io.dali import DALIClipReader  # noqa: E402
+
+# DALI converts YUV to RGB with its own arithmetic (and chroma upsampling): against FFmpeg's swscale the mean
+# absolute difference is about 2.4-3.4 on natural colour content, up to ~100 on single pixels at sharp colour edges.
+PIXEL_MAE = 4.0  # uint8 levels, mean over a frame
+FLOAT_MAE = PIXEL_MAE / 255 / 0.225  # the same after ImageNet normalisation (smallest std)
+
+
+def colourful_video(path, encoder, n=12, h=72, w=96):
+    """Saturated moving gradients: the worst case for YUV -> RGB differences."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(encoder, rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuvj420p" if encoder == "mjpeg" else "yuv420p"
+        yy, xx = np.mgrid[0:h, 0:w]
+        for i in range(n):
+            img = np.stack([(xx * 2 + i * 5) % 256, (yy * 3 + i * 7) % 256, (xx + yy + i * 11) % 256], -1)
+            for p in s.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _agree(path, device, idx):
+    with open_video(path, backend="dali", device=device) as d, open_video(path, backend="pyav") as p:
+        a, b = d.get_frames(idx), p.get_frames(idx)
+        assert d.info.num_frames == p.info.num_frames
+    assert a.data.device.type == torch.device(device).type
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.timestamps, b.timestamps)
+    mae = (a.data.cpu().int() - b.data.int()).abs().float().mean(dim=(1, 2, 3))
+    assert mae.max() <= PIXEL_MAE, mae
+    return a
+
+
+@pytest.fixture(params=["vp9", "vp8", "mjpeg"])
+def dali_cpu_video(request, make_video):
+    return make_video(request.param, request.param)
+
+
+def test_dali_cpu_exact_indices(dali_cpu_video):
+    rng = random.Random(1)
+    idx = [rng.randrange(N_FRAMES) for _ in range(10)] + [59, 0, 0]
+    with open_video(dali_cpu_video, backend="dali", device="cpu") as src:
+        assert src.backend_name == "dali-cpu"
+        f = src.get_frames(idx)
+        assert read_frame_indices(f.data) == idx == f.indices.tolist()
+        clip = src.clip(16, target_fps=12)
+        assert read_frame_indices(clip.data) == clip.indices.tolist() == list(range(14, 46, 2))
+        seq = [i for c in src.stream(start=5, chunk_size=8) for i in read_frame_indices(c.data)]
+        assert seq == list(range(5, N_FRAMES))
+
+
+def test_dali_cpu_agrees_with_pyav(dali_cpu_video):
+    _agree(dali_cpu_video, "cpu", [0, 7, 30, 59])
+
+
+@pytest.mark.parametrize("encoder", ["libvpx-vp9", "mjpeg"])
+def test_dali_cpu_colour_tolerance(tmp_path, encoder):
+    path = colourful_video(tmp_path / f"colour{'.webm' if 'vp' in encoder else '.avi'}", encoder)
+    _agree(path, "cpu", list(range(12)))
+    with open_video(path, backend="dali", output="float", size=48) as d, open_video(path, output="float", size=48) as p:
+        fd, fp = d.get_frames([0, 11]).data, p.get_frames([0, 11]).data
+    assert fd.shape == fp.shape == (2, 3, 48, 48)
+    assert (fd - fp).abs().mean() <= FLOAT_MAE
+
+
+def test_clip_reader_indices_labels_and_shards(make_video):
+    files = [make_video(f"reader{i}", "vp9", num_frames=30 + 10 * i) for i in range(3)]
+    seen = []
+    for shard_id in range(2):
+        r = DALIClipReader(
+            files,
+            labels=[10, 11, 12],
+            sequence_length=4,
+            stride=2,
+            step=5,
+            batch_size=2,
+            size=None,
+            shard_id=shard_id,
+            num_shards=2,
+            random_shuffle=True,
+            seed=3,
+        )
+        got = set()
+        for _ in range(-(-r.epoch_size // (2 * r.batch_size))):
+            frames, labels, starts = next(r)
+            assert frames.shape == (2, 4, 64, 64, 3) and frames.dtype == torch.uint8
+            for clip, lab, s in zip(frames, labels.tolist(), starts.tolist(), strict=True):
+                assert read_frame_indices(clip) == [s, s + 2, s + 4, s + 6]  # DALI's frame numbers are honest
+                assert 10 <= lab <= 12
+                got.add((lab, s))
+        seen.append(got)
+    assert seen[0] and seen[1] and not seen[0] & seen[1]  # ranks read disjoint clips
+
+
+def test_clip_reader_preprocessing_matches_torch(make_video):
+    path = make_video("vp9", "vp9")
+    raw = DALIClipReader([path], sequence_length=4, batch_size=1, size=None, random_shuffle=False)
+    pre = DALIClipReader([path], sequence_length=4, batch_size=1, size=40, random_shuffle=False)
+    (u8, _, s0), (fl, _, s1) = next(raw), next(pre)
+    assert torch.equal(s0, s1) and fl.shape == (1, 4, 3, 40, 40) and fl.dtype == torch.float32
+    ref = preprocess_frames(u8[0], 40)
+    assert (fl[0] - ref).abs().mean() <= FLOAT_MAE
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "mjpeg"])
+def test_dali_gpu_exact_and_on_device(make_video, codec):
+    path = make_video(codec, codec)
+    rng = random.Random(2)
+    idx = [rng.randrange(N_FRAMES) for _ in range(10)] + [59, 0]
+    f = _agree(path, "cuda", idx)
+    assert f.data.is_cuda and read_frame_indices(f.data.cpu()) == idx
+    with open_video(path, backend="dali", device="cuda", output="float", size=32) as src:
+        assert src.backend_name == "dali-gpu"
+        x = src.clip(16, target_fps=12).data
+        assert x.is_cuda and x.shape == (16, 3, 32, 32)
+        seq = [i for c in src.stream(chunk_size=16) for i in c.indices.tolist()]
+        assert seq == list(range(N_FRAMES))
+
+
+@pytest.mark.cuda
+def test_dali_gpu_auto_backend_and_reader(make_video):
+    path = make_video("h264", "h264")
+    with open_video(path, device="cuda") as src:
+        assert src.backend_name == "dali-gpu"
+    files = [make_video(f"gpu_reader{i}", "h264", num_frames=40) for i in range(2)]
+    r = DALIClipReader(files, sequence_length=8, stride=2, batch_size=2, device="cuda", size=32, seed=0)
+    frames, labels, starts = next(r)
+    assert frames.is_cuda and frames.shape == (2, 8, 3, 32, 32)
+    raw = DALIClipReader(files, sequence_length=8, stride=2, batch_size=2, device="cuda", size=None, seed=0)
+    u8, _, starts = next(raw)
+    for clip, s in zip(u8.cpu(), starts.tolist(), strict=True):
+        assert read_frame_indices(clip) == list(range(s, s + 16, 2))
