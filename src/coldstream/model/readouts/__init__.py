@@ -15,6 +15,7 @@ from coldstream.model.readouts.camera_pose import (
     CameraPoseReadout,
     matrix_to_rotation_6d,
     rotation_6d_to_matrix,
+    rotation_angle,
     rpe_translation,
 )
 from coldstream.model.readouts.classification import ClassificationReadout, classification_loss, top1_accuracy
@@ -79,6 +80,7 @@ __all__ = [
     "mean_iou",
     "point_tracking_loss",
     "rotation_6d_to_matrix",
+    "rotation_angle",
     "rpe_translation",
     "top1_accuracy",
 ]

@@ -44,6 +44,10 @@ class Readout(nn.Module):
         if rank == 4 and o.shape[1] == 0:
             raise ValueError(f"{self.task} readout: the clip has T=0 frames")
 
+    def stack_steps(self, outs: list, state: ReadoutState) -> Any:
+        """Per-frame ``step`` outputs -> the clip layout of ``forward`` (time is axis 1 unless overridden)."""
+        return stack_frames(outs)
+
     def init_state(self, batch: int, device: torch.device | str | None = None, **inputs) -> ReadoutState:
         return {}
 

@@ -13,8 +13,8 @@ class CameraPoseReadout(StatelessReadout):
     """Per frame: mean over the N tokens of ``proj(o_t)`` -> LN -> Linear(1024->512) -> GELU -> Linear(512->9).
 
     Output ``[B, T, 9]`` = pose of frame t relative to t−1: translation (dx, dy, dz) in metres, then the 6-D
-    rotation (first column r[3:6]... see ``rotation_6d_to_matrix``). Frame 0 has no predecessor (masked in loss
-    and metric). Keys ``pose_head.{0,1,3}`` (+ ``proj_to_readout`` if D != 1024).
+    rotation (first column of R in out[3:6], second in out[6:9]; ``rotation_6d_to_matrix``). Frame 0 has no
+    predecessor (masked in loss and metric). Keys ``pose_head.{0,1,3}`` (+ ``proj_to_readout`` if D != 1024).
     """
 
     task = "nuscenes"
@@ -46,11 +46,14 @@ def matrix_to_rotation_6d(rot: torch.Tensor) -> torch.Tensor:
     return torch.cat([rot[..., :, 0], rot[..., :, 1]], dim=-1)
 
 
-def rotation_angle(r_pred: torch.Tensor, r_gt: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Geodesic angle (radians) between rotation matrices ``[..., 3, 3]``."""
+def rotation_angle(r_pred: torch.Tensor, r_gt: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle (radians) between rotation matrices ``[..., 3, 3]``, as ``atan2(sin, cos)`` of the relative
+    rotation (exact and with finite gradients at 0, unlike ``acos`` of a clamped trace)."""
     rel = r_pred.transpose(-1, -2) @ r_gt
     cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
-    return torch.acos(cos.clamp(-1 + eps, 1 - eps))
+    skew = rel - rel.transpose(-1, -2)
+    sin = torch.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], dim=-1).norm(dim=-1) / 2
+    return torch.atan2(sin, cos)
 
 
 def _frames_mask(shape: torch.Size, valid: torch.Tensor | None, device) -> torch.Tensor:

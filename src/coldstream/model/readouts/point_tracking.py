@@ -106,6 +106,11 @@ class PointTrackingReadout(Readout):
         state["t"].mul_((~m).long())
         return state
 
+    def stack_steps(self, outs: list, state: ReadoutState) -> dict:
+        """Per-frame outputs -> ``[B, (Q,) T, ...]`` (the time axis follows the query axis, as ``forward``)."""
+        axis = 2 if state["multi"] else 1
+        return {k: torch.stack([o[k] for o in outs], dim=axis) for k in outs[0]}
+
     def step(self, o_t: torch.Tensor, state: ReadoutState) -> tuple[dict, ReadoutState]:
         self._check(o_t, 3)
         b, n, d = o_t.shape
