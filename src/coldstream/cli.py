@@ -8,6 +8,7 @@ import sys
 # name -> (one-line help, "module:function" taking argv and returning an exit code)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("which backends (CUDA, Triton, xFormers, DALI, decoders) can run, and why not", "coldstream.info:main"),
+    "bench": ("run the bench/ suites: print a table, write JSON and a PNG plot", "coldstream.benchmark:main"),
 }
 
 
