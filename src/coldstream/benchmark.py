@@ -64,7 +64,9 @@ def machine_info() -> dict:
     return info
 
 
-def run_suite(bench_dir: Path, suite: str, device: str, quick: bool, workdir: Path) -> tuple[list[dict], int]:
+def run_suite(
+    bench_dir: Path, suite: str, device: str, quick: bool, workdir: Path, timeout: float | None = None
+) -> tuple[list[dict], int]:
     """Run one suite; return its rows (one per test case) and pytest's exit code."""
     path = bench_dir / f"test_{suite}.py"
     if not path.is_file():
@@ -74,7 +76,10 @@ def run_suite(bench_dir: Path, suite: str, device: str, quick: bool, workdir: Pa
            f"--benchmark-json={bjson}", f"--junitxml={junit}", "--benchmark-disable-gc"]  # fmt: skip
     if quick:
         cmd.append("--quick")
-    rc = subprocess.call(cmd, cwd=bench_dir.parent)
+    try:
+        rc = subprocess.call(cmd, cwd=bench_dir.parent, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        rc = -1
     figures = {}
     if bjson.is_file():
         for b in json.loads(bjson.read_text()).get("benchmarks", []):
@@ -92,6 +97,8 @@ def run_suite(bench_dir: Path, suite: str, device: str, quick: bool, workdir: Pa
             if row["status"] == "passed":
                 row.update(figures.get(name, {}))
             rows.append(row)
+    if rc == -1:
+        rows.append({"suite": suite, "case": "-", "status": "failed", "reason": f"timed out after {timeout:.0f} s"})
     return rows, rc
 
 
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--suite", action="append", choices=SUITES, help="repeatable; default: all")
     p.add_argument("--quick", action="store_true", help="smallest shapes, fewest rounds")
+    p.add_argument("--suite-timeout", type=float, default=None, help="seconds per suite before it is stopped")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default: bench-<date>-<device>.json)")
     args = p.parse_args(argv)
 
@@ -195,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = {}
     with tempfile.TemporaryDirectory() as tmp:
         for suite in args.suite or SUITES:
-            suite_rows, codes[suite] = run_suite(bench_dir, suite, device, args.quick, Path(tmp))
+            suite_rows, codes[suite] = run_suite(bench_dir, suite, device, args.quick, Path(tmp), args.suite_timeout)
             rows += suite_rows
     add_ratios(rows)
     stamp = dt.date.today().isoformat()

