@@ -153,3 +153,15 @@ def test_dali_gpu_auto_backend_and_reader(make_video):
     u8, _, starts = next(raw)
     for clip, s in zip(u8.cpu(), starts.tolist(), strict=True):
         assert read_frame_indices(clip) == list(range(s, s + 16, 2))
+
+
+def test_dlpack_fallback_copy_is_exact(vp9, monkeypatch):
+    """If torch and DALI disagree on the DLPack protocol, DALI's own copy (device-side) gives the same frames."""
+    want = open_video(vp9, backend="dali").get_frames([3, 44]).data
+
+    def refuse(_):
+        raise TypeError("simulated DLPack mismatch")
+
+    monkeypatch.setattr(torch, "from_dlpack", refuse)
+    got = open_video(vp9, backend="dali").get_frames([3, 44]).data
+    assert torch.equal(got, want) and read_frame_indices(got) == [3, 44]

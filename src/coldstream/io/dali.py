@@ -30,6 +30,20 @@ from .source import IMAGENET_MEAN, IMAGENET_STD, FrameSource, VideoInfo
 
 DALI_CPU_CODECS = ("vp9", "vp8", "mjpeg")
 DALI_GPU_CODECS = ("h264", "hevc", "vp9", "vp8", "av1", "mpeg4", "mjpeg")
+# OpenCV reports FourCCs; PyAV reports FFmpeg codec names.
+_FOURCC_CODECS = {
+    "vp90": "vp9",
+    "vp80": "vp8",
+    "mjpg": "mjpeg",
+    "avc1": "h264",
+    "h264": "h264",
+    "hev1": "hevc",
+    "hvc1": "hevc",
+    "av01": "av1",
+    "fmp4": "mpeg4",
+    "mp4v": "mpeg4",
+    "xvid": "mpeg4",
+}
 
 
 def import_dali():
@@ -51,7 +65,20 @@ def dali_available() -> tuple[bool, str]:
 
 
 def _to_torch(dali_tensor, clone: bool) -> torch.Tensor:
-    t = torch.from_dlpack(dali_tensor)
+    """A DALI tensor as a torch tensor on the same device, through DLPack (zero copy; cloned on that device)."""
+    try:
+        t = torch.from_dlpack(dali_tensor)
+    except (TypeError, BufferError, RuntimeError):
+        # DLPack protocol mismatch between DALI and this torch: DALI's own device-side copy into a torch tensor
+        # (still no trip through host memory for GPU tensors).
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+
+        is_gpu = type(dali_tensor).__name__.endswith("GPU")
+        dtype = torch.float32 if "FLOAT" in str(dali_tensor.dtype) else torch.uint8  # the two types DALI gives us
+        device = torch.device("cuda", torch.cuda.current_device()) if is_gpu else torch.device("cpu")
+        t = torch.empty(tuple(dali_tensor.shape()), dtype=dtype, device=device)
+        feed_ndarray(dali_tensor, t, cuda_stream=torch.cuda.current_stream() if is_gpu else None)
+        return t
     return t.clone() if clone else t
 
 
@@ -138,9 +165,7 @@ class DALISource(FrameSource):
         self._probe = _probe(self.path, probe)
         pinfo = self._probe.info
         codecs = DALI_GPU_CODECS if self._dali_device == "mixed" else DALI_CPU_CODECS
-        codec = {"vp90": "vp9", "vp80": "vp8", "mjpg": "mjpeg", "avc1": "h264", "hev1": "hevc", "hvc1": "hevc"}.get(
-            pinfo.codec, pinfo.codec
-        )
+        codec = _FOURCC_CODECS.get(pinfo.codec, pinfo.codec)
         if codec not in codecs:
             self._probe.close()
             from .cpu import unsupported
