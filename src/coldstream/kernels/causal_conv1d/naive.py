@@ -98,3 +98,48 @@ def causal_conv1d_update_ref(
     conv_state.copy_(state.to(conv_state.dtype))
     out = torch.stack(outs, dim=-1).to(x.dtype)
     return out[..., 0] if squeeze else out
+
+
+def causal_conv1d_bwd_ref(
+    dout: torch.Tensor,
+    dfinal: torch.Tensor | None,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+    activation: str | None,
+    resets: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Analytic backward of :func:`causal_conv1d_ref` (no cu_seqlens): with gpre = dout * act'(pre),
+    dxx[p] = sum_k w[k] gpre[p - k] (inside the window), dw[k] = sum_t gpre[t] xx[t + k], dbias = sum_t gpre[t].
+    Returns ``(dx, dweight, dbias, dinitial_state)`` in fp32."""
+    acc = acc_dtype(x.dtype)
+    batch, dim, T = x.shape
+    width = weight.shape[1]
+    init = torch.zeros(batch, dim, width - 1, dtype=acc, device=x.device)
+    if initial_state is not None:
+        init = initial_state.to(acc)
+    xx = torch.cat([init, x.to(acc)], dim=-1)
+    lo = segment_lo(resets, batch, T, width, x.device)
+    idx = torch.arange(T, device=x.device)[:, None] + torch.arange(width, device=x.device)
+    valid = (idx[None] >= lo[..., None]).to(acc)[:, None]  # [B, 1, T, W]
+    windows = xx.unfold(-1, width, 1) * valid
+    w32 = weight.to(acc)
+    pre = (windows * w32[:, None, :]).sum(-1)
+    if bias is not None:
+        pre = pre + bias.to(acc)[:, None]
+    g = dout.to(acc)
+    if activation == "silu":
+        s = torch.sigmoid(pre)
+        g = g * s * (1 + pre * (1 - s))
+    dw = torch.einsum("bdt,bdtk->dk", g, windows)
+    dbias = g.sum((0, 2)) if bias is not None else None
+    contrib = g[..., None] * w32[:, None, :] * valid
+    dxx = torch.zeros_like(xx)
+    for k in range(width):
+        dxx[..., k : k + T] += contrib[..., k]
+    if dfinal is not None and width > 1:
+        tail = torch.arange(T, T + width - 1, device=x.device)
+        dxx[..., T:] += dfinal.to(acc) * (tail[None] >= lo[:, -1:]).to(acc)[:, None]
+    dinit = dxx[..., : width - 1] if initial_state is not None else None
+    return dxx[..., width - 1 :], dw, dbias, dinit

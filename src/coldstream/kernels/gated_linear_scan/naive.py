@@ -43,3 +43,48 @@ def gated_linear_scan_ref(
         hs.append(h)
     out = torch.stack(hs, dim=1) if hs else x.to(acc)
     return out.to(x.dtype), h
+
+
+def gated_linear_scan_bwd_ref(
+    dout: torch.Tensor,
+    dfinal: torch.Tensor | None,
+    x: torch.Tensor,
+    a: torch.Tensor,
+    initial_state: torch.Tensor | None,
+    resets: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None,
+    log_gates: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Analytic backward: g_t = dout_t + a_{t+1} g_{t+1} (g_T = dfinal); dx_t = g_t; da_t = g_t h_{t-1}
+    (times a_t for log-gates); dh_0 = a_0 g_0. Returns ``(dx, da, dinitial_state)`` in fp32."""
+    if cu_seqlens is not None:
+        bounds = cu_seqlens.tolist()
+        parts = [
+            gated_linear_scan_bwd_ref(
+                dout[:, bounds[s] : bounds[s + 1]], None if dfinal is None else dfinal[s : s + 1],
+                x[:, bounds[s] : bounds[s + 1]], a[:, bounds[s] : bounds[s + 1]],
+                None if initial_state is None else initial_state[s : s + 1], None, None, log_gates,
+            )
+            for s in range(len(bounds) - 1)
+        ]
+        dh0 = torch.cat([p[2] for p in parts]) if initial_state is not None else None
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1), dh0
+    acc = acc_dtype(x.dtype)
+    batch, T, dim = x.shape
+    gate = a.to(acc).exp() if log_gates else a.to(acc)
+    if resets is not None:
+        gate = gate * (~resets).to(acc)[..., None]
+    h0 = torch.zeros(batch, dim, dtype=acc, device=x.device) if initial_state is None else initial_state.to(acc)
+    hs, h = [], h0
+    for t in range(T):
+        hs.append(h)  # h_{t-1}
+        h = gate[:, t] * h + x[:, t].to(acc)
+    g = torch.zeros(batch, dim, dtype=acc, device=x.device) if dfinal is None else dfinal.to(acc)
+    dx = torch.zeros(batch, T, dim, dtype=acc, device=x.device)
+    da = torch.zeros_like(dx)
+    for t in range(T - 1, -1, -1):
+        g = g + dout[:, t].to(acc)
+        dx[:, t] = g
+        da[:, t] = g * hs[t] * (gate[:, t] if log_gates else (1.0 if resets is None else (~resets[:, t]).to(acc)[:, None]))
+        g = g * gate[:, t]
+    return dx, da, g if initial_state is not None else None
