@@ -72,7 +72,8 @@ def causal_conv1d_update(
     """Streaming step(s) (Dao's ``causal_conv1d_update``): ``conv_state`` is shifted left in place.
 
     Shapes: x ``[B, D]`` or ``[B, D, L]``; conv_state ``[B, D, S]`` with S >= W - 1 (the last S inputs); weight
-    ``[D, W]``; bias ``[D]``. Returns the output with x's shape and dtype. One fixed launch configuration, CUDA-graph safe.
+    ``[D, W]``; bias ``[D]``. Returns the output with x's shape and dtype. One fixed launch configuration, so it
+    is safe to capture in a CUDA graph.
     """
     _check_activation(activation)
     if x.dim() not in (2, 3):

@@ -85,6 +85,7 @@ def gated_linear_scan_bwd_ref(
     for t in range(T - 1, -1, -1):
         g = g + dout[:, t].to(acc)
         dx[:, t] = g
-        da[:, t] = g * hs[t] * (gate[:, t] if log_gates else (1.0 if resets is None else (~resets[:, t]).to(acc)[:, None]))
+        # hs[t] is already 0 after a reset (gate 0), and d/d(log a) = a * d/da
+        da[:, t] = g * hs[t] * (gate[:, t] if log_gates else 1.0)
         g = g * gate[:, t]
     return dx, da, g if initial_state is not None else None

@@ -1,11 +1,13 @@
 """Triton forward and backward of the selective scan, chunked along time.
 
-Each program (axis 0: sequence, axis 1: channel block) owns ``BLOCK_D`` channels of one sequence and walks time in chunks of ``K`` steps. Inside a chunk the
-``[BLOCK_D, N, K]`` tile of the recurrence is solved with ``tl.associative_scan`` (so the K steps are parallel), and
-the ``[BLOCK_D, N]`` fp32 state is carried between chunks in registers. The forward stores the state at every chunk
-start after the first (``ckpt``): the backward walks the chunks in reverse, recomputes the chunk's states from its
-checkpoint, and runs the adjoint recurrence as a second scan over time-reversed loads. At T <= K nothing but the
-output is written, which is what makes the short-T, huge-batch case fast.
+Each program (axis 0: sequence, axis 1: channel block) owns ``BLOCK_D`` channels of one sequence and walks time
+in chunks of ``K`` steps. Inside a chunk the ``[BLOCK_D, N, K]`` tile of the recurrence is solved with
+``tl.associative_scan`` (the K steps in parallel) and the ``[BLOCK_D, N]`` fp32 state is carried between chunks in
+registers. The forward stores the state at every chunk start after the first (``ckpt``); the backward walks the
+chunks in reverse, recomputes the chunk's states from its checkpoint, and runs the adjoint recurrence as a second
+forward scan over time-reversed loads (``tl.flip`` brings it back to time order; ``associative_scan(reverse=True)``
+has had bugs, so it is not used). At T <= K nothing but the output is written, which is what makes the short-T,
+huge-batch case fast. dA, dB, dC, dD and d(delta_bias) are reduced with fp32 atomics (not bitwise deterministic).
 
 Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]``; A ``[D, N]`` fp32; state
 ``[S, D, N]`` fp32. With ``VARLEN`` the batch is 1 and program ``s`` runs ``cu_seqlens[s]:cu_seqlens[s + 1]``.

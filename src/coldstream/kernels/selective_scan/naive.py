@@ -13,7 +13,7 @@ from .._checks import acc_dtype
 
 
 def _expand_bc(X: torch.Tensor, dim: int) -> torch.Tensor:
-    """``[B, N, T]`` -> ``[B, 1, N, T]``; ``[B, G, N, T]`` -> ``[B, dim, N, T]`` (each group serves dim // G channels)."""
+    """``[B, N, T]`` -> ``[B, 1, N, T]``; ``[B, G, N, T]`` -> ``[B, dim, N, T]`` (a group serves dim // G channels)."""
     if X.dim() == 3:
         return X[:, None]
     return X.repeat_interleave(dim // X.shape[1], dim=1)
