@@ -1,13 +1,14 @@
 """CPU backends: PyAV (default: exact indices, frame-accurate seeking, metadata) and OpenCV (fallback, sequential).
 
-Chosen by measurement on the 2-core development machine (see ``bench/test_io.py`` and the issue notes): OpenCV's
-reader is the fastest route to RGB (~10,000 frames/s at 224² H.264) and bit-identical to PyAV's ``rgb24``, but it
+Chosen by measurement on the 2-core development machine (``bench/test_io.py``; numbers in the issue notes, taken
+under load from other jobs, so ratios are rough): OpenCV's reader and PyAV with a reused swscale context both reach
+several thousand frames/s to RGB at 224² H.264 and give bit-identical RGB (both are FFmpeg + swscale). OpenCV
 estimates frame counts from the container, seeks by ``frame / fps`` (wrong for variable frame rate) and hides the
-stream. PyAV gives the packet index (exact count, presentation timestamps, keyframes), frame-accurate seeking by
-timestamp and the rotation matrix, at ~2,000-2,700 frames/s to RGB at 224². So ``PyAVSource`` is the CPU backend and
-the index authority; ``OpenCVSource`` exists for machines without PyAV (the GPU machines) and reads sequentially
-(``grab`` up to each wanted frame, never seeking), which keeps its indices exact at the cost of decoding from the
-start. torchcodec was not adopted: its CPU builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only.
+stream; PyAV gives the packet index (exact count, presentation timestamps, keyframes), frame-accurate seeking by
+timestamp and the rotation matrix. So ``PyAVSource`` is the CPU backend and the index authority; ``OpenCVSource``
+exists for machines without PyAV (the GPU machines) and reads sequentially (``grab`` up to each wanted frame, never
+seeking), which keeps its indices exact at the cost of decoding from the start. torchcodec was not adopted: its CPU
+builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only (PLATFORM.md), for no exactness gain.
 """
 
 from __future__ import annotations
@@ -84,15 +85,22 @@ def _import_av():
 class PyAVSource(FrameSource):
     """CPU decoding with PyAV: exact display-order indices from the packet index, seeks by presentation timestamp.
 
-    ``threads``: decoder threads (0 = FFmpeg's choice); frame threading adds latency, slice threading does not.
+    ``threads``: decoder threads (0 = FFmpeg's choice). ``frame_threads``: frame threading as well as slice threading
+    (measured slower on the 2-core machine for 224² streams; may pay off for one large stream on many cores).
     """
 
     backend_name = "pyav"
 
-    def __init__(self, path, *, threads: int = 0, **kwargs):
+    def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, **kwargs):
         super().__init__(path, **kwargs)
         self._av = _import_av()
+        from av.video.reformatter import VideoReformatter
+
+        # One reformatter per source keeps FFmpeg's swscale context between frames: 4-6x faster YUV -> RGB than
+        # frame.to_ndarray(format="rgb24"), which builds a new context per frame (bit-identical output).
+        self._reformatter = VideoReformatter()
         self._threads = threads
+        self._frame_threads = frame_threads
         self._container = None
         self._open()
         self._build_index()
@@ -111,7 +119,7 @@ class PyAVSource(FrameSource):
             self.close()
             raise NoVideoFramesError(self.path, f"no video stream (streams found: {kinds})")
         self._stream = streams.video[0]
-        self._stream.thread_type = "AUTO" if self._threads != 1 else "SLICE"
+        self._stream.thread_type = "AUTO" if self._frame_threads else "SLICE"
         self._stream.thread_count = self._threads
         self._has_audio = bool(streams.audio)
         self._codec = self._stream.codec_context.name
@@ -245,7 +253,8 @@ class PyAVSource(FrameSource):
             raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {count + 1} ({e})") from e
 
     def _to_rgb(self, frame) -> torch.Tensor:
-        return torch.from_numpy(_rotate(frame.to_ndarray(format="rgb24"), self._rotation))
+        rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return torch.from_numpy(_rotate(rgb, self._rotation))
 
     def _decode(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
         out: dict[int, torch.Tensor] = {}
