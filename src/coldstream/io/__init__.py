@@ -45,6 +45,7 @@ __all__ = [
     "available_backends",
     "centered_clip_indices",
     "clip_stride",
+    "open_stream",
     "open_video",
     "random_clip_indices",
     "shard",
@@ -148,3 +149,13 @@ def _say_once(key: str, message: str) -> None:
     if key not in _said_auto:
         _said_auto.add(key)
         log.warning(message)
+
+
+def open_stream(source, *, device: str | torch.device = "cpu", **kwargs) -> FrameSource:
+    """Open a live or unbounded source (URL, capture device, pipe, readable file object) for ``stream()`` only.
+
+    Frames are indexed in arrival order and never held beyond one chunk. See ``coldstream.io.cpu.LiveSource``.
+    """
+    from .cpu import LiveSource
+
+    return LiveSource(source, device=device, **kwargs)

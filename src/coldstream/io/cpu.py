@@ -26,6 +26,7 @@ from .errors import (
     PYAV_INSTALL,
     BackendUnavailableError,
     CorruptVideoError,
+    FrameIndexError,
     NotAVideoError,
     NoVideoFramesError,
     UnsupportedCodecError,
@@ -420,3 +421,83 @@ def unsupported(path: str, backend: str, codec: str, supported: tuple[str, ...])
     return UnsupportedCodecError(
         path, f"the {backend} backend cannot decode {codec} video (it decodes: {', '.join(supported)})"
     )
+
+
+class LiveSource(FrameSource):
+    """A live or unbounded source read once, front to back, with PyAV: a URL (``rtsp://``, ``http://``), a capture
+    device, a pipe or any readable file object, or a file too long to index.
+
+    Only :meth:`stream` works (no seeking, no frame count: ``info.num_frames`` is 0). Index ``i`` is the ``i``-th
+    decoded frame; its timestamp is the frame's presentation time. Memory is bounded by ``chunk_size`` frames.
+
+    Args:
+        source: anything ``av.open`` accepts.
+        format: the container format when it cannot be probed (e.g. ``"matroska"`` for a pipe, ``"v4l2"``).
+        options: FFmpeg demuxer/protocol options, e.g. ``{"rtsp_transport": "tcp"}``.
+    """
+
+    backend_name = "pyav-live"
+    requires_file = False
+
+    def __init__(self, source, *, format: str | None = None, options: dict[str, str] | None = None, **kwargs):
+        super().__init__(source, **kwargs)
+        av = self._av = _import_av()
+        self._reformatter = __import__("av.video.reformatter", fromlist=["VideoReformatter"]).VideoReformatter()
+        self._next = 0
+        try:
+            self._container = av.open(source, mode="r", format=format, options=options or {}, metadata_errors="ignore")
+        except av.error.FFmpegError as e:
+            if isinstance(source, str | os.PathLike) and os.path.isfile(source):
+                raise _open_failure(self.path, str(e)) from e
+            raise CorruptVideoError(self.path, f"cannot open the live source: {e}") from e
+        if not self._container.streams.video:
+            raise NoVideoFramesError(self.path, "no video stream in the live source")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "SLICE"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        ctx = self._stream.codec_context
+        self._frames = self._container.decode(self._stream)
+        self._info = VideoInfo(
+            path=self.path,
+            backend=self.backend_name,
+            codec=ctx.name,
+            num_frames=0,
+            fps=float(rate) if rate else 0.0,
+            width=ctx.width,
+            height=ctx.height,
+            has_audio=bool(self._container.streams.audio),
+        )
+
+    @property
+    def info(self) -> VideoInfo:
+        return self._info
+
+    def get_frames(self, indices):
+        raise NotImplementedError(f"{self.path}: a live source cannot seek; read it with stream()")
+
+    def clip(self, *args, **kwargs):
+        raise NotImplementedError(f"{self.path}: a live source has no frame count to centre a clip in; use stream()")
+
+    def _decode(self, indices):  # pragma: no cover - get_frames is overridden
+        raise NotImplementedError
+
+    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
+        if start < self._next:
+            raise FrameIndexError(self.path, f"a live source cannot go back to frame {start} (next is {self._next})")
+        av = self._av
+        try:
+            for frame in self._frames:
+                i = self._next
+                self._next += 1
+                if i < start:
+                    continue
+                t = float(frame.time) if frame.time is not None else (i / self._info.fps if self._info.fps else 0.0)
+                rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+                yield i, t, torch.from_numpy(_rotate(rgb, int(getattr(frame, "rotation", 0) or 0) % 360))
+        except av.error.FFmpegError as e:
+            raise CorruptVideoError(self.path, f"live decoding failed after frame {self._next - 1} ({e})") from e
+
+    def close(self) -> None:
+        if getattr(self, "_container", None) is not None:
+            self._container.close()
+            self._container = None

@@ -77,6 +77,7 @@ class FrameSource(ABC):
     """
 
     backend_name: str = "abstract"
+    requires_file: bool = True  # False for live sources (URLs, devices, pipes)
 
     def __init__(
         self,
@@ -92,8 +93,8 @@ class FrameSource(ABC):
             raise ValueError(f"output must be 'uint8' or 'float', got {output!r}")
         if (mean is None) != (std is None):
             raise ValueError("mean and std must both be given or both be None")
-        self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
+        self.path = os.fspath(path) if isinstance(path, str | os.PathLike) else repr(path)
+        if self.requires_file and not os.path.isfile(self.path):
             raise VideoNotFoundError(
                 self.path, "no such file" if not os.path.exists(self.path) else "not a regular file"
             )
