@@ -69,6 +69,9 @@ def test_dali_cpu_exact_indices(dali_cpu_video):
         assert read_frame_indices(clip.data) == clip.indices.tolist() == list(range(14, 46, 2))
         seq = [i for c in src.stream(start=5, chunk_size=8) for i in read_frame_indices(c.data)]
         assert seq == list(range(5, N_FRAMES))
+        strided = [c for c in src.stream(start=1, chunk_size=4, target_fps=6)]  # stride 5
+        assert [i for c in strided for i in read_frame_indices(c.data)] == list(range(1, N_FRAMES, 5))
+        assert [i for c in strided for i in c.indices.tolist()] == list(range(1, N_FRAMES, 5))
 
 
 def test_dali_cpu_agrees_with_pyav(dali_cpu_video):

@@ -40,6 +40,9 @@ def test_pipe_stream_exact(make_video, codec):
     assert idx == list(range(N_FRAMES))
     assert [i for c in chunks for i in read_frame_indices(c.data)] == idx
     assert max(len(c) for c in chunks) == 5
+    with open_stream(Pipe(path.read_bytes()), format="matroska") as src:
+        strided = list(src.stream(start=2, chunk_size=3, target_fps=10))  # stride 3
+    assert [i for c in strided for i in read_frame_indices(c.data)] == list(range(2, N_FRAMES, 3))
 
 
 def test_pipe_vfr_timestamps_and_start(vfr):

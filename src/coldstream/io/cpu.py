@@ -281,7 +281,7 @@ class PyAVSource(FrameSource):
                 )
         return torch.stack([out[i] for i in indices]), [self.timestamp(i) for i in indices]
 
-    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
+    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
         if start >= len(self._pts):
             return
         expected = start
@@ -291,7 +291,8 @@ class PyAVSource(FrameSource):
             if idx != expected:
                 raise CorruptVideoError(self.path, f"frame {expected} is missing from the decoded stream")
             expected += 1
-            yield idx, self.timestamp(idx), self._to_rgb(frame)
+            if (idx - start) % step == 0:
+                yield idx, self.timestamp(idx), self._to_rgb(frame)
         if expected < len(self._pts):
             raise CorruptVideoError(
                 self.path, f"the stream ends after frame {expected - 1} but the index has {len(self._pts)} frames"
@@ -369,7 +370,7 @@ class OpenCVSource(FrameSource):
         self._cap = self._cv2.VideoCapture(self.path, self._cv2.CAP_FFMPEG)
         self._pos = 0
 
-    def _frames_from(self, start: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    def _frames_from(self, start: int, step: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
         if start < self._pos:
             self._rewind()
         while self._pos < start:  # grab() skips the RGB conversion
@@ -378,7 +379,14 @@ class OpenCVSource(FrameSource):
             self._pos += 1
         while True:
             i = self._pos
-            ok, item = self._read_next()
+            if (i - start) % step:
+                if not self._cap.grab():  # decode without the RGB conversion
+                    ok = False
+                else:
+                    self._pos += 1
+                    continue
+            else:
+                ok, item = self._read_next()
             if not ok:
                 if i < self._info.num_frames:
                     # The container over-counted: keep what decodes (OpenCV's count is an estimate for some formats).
@@ -406,8 +414,8 @@ class OpenCVSource(FrameSource):
             raise CorruptVideoError(self.path, f"the stream ended before frame {target} (decoded {self._pos} frames)")
         return torch.stack(frames), stamps
 
-    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
-        for i, t, rgb in self._frames_from(start):
+    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
+        for i, t, rgb in self._frames_from(start, step):
             yield i, t, torch.from_numpy(rgb)
 
     def close(self) -> None:
@@ -481,7 +489,7 @@ class LiveSource(FrameSource):
     def _decode(self, indices):  # pragma: no cover - get_frames is overridden
         raise NotImplementedError
 
-    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
+    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
         if start < self._next:
             raise FrameIndexError(self.path, f"a live source cannot go back to frame {start} (next is {self._next})")
         av = self._av
@@ -489,7 +497,7 @@ class LiveSource(FrameSource):
             for frame in self._frames:
                 i = self._next
                 self._next += 1
-                if i < start:
+                if i < start or (i - start) % step:
                     continue
                 t = float(frame.time) if frame.time is not None else (i / self._info.fps if self._info.fps else 0.0)
                 rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()

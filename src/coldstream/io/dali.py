@@ -192,10 +192,10 @@ class DALISource(FrameSource):
             raise CorruptVideoError(self.path, f"DALI returned {data.shape[0]} frames for {len(indices)} requested")
         return self._rotate(data), [self._stamps[i] for i in indices]
 
-    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
-        n = self._info.num_frames
-        for lo in range(start, n, self._chunk):
-            idx = list(range(lo, min(lo + self._chunk, n)))
+    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
+        wanted = range(start, self._info.num_frames, step)
+        for lo in range(0, len(wanted), self._chunk):
+            idx = list(wanted[lo : lo + self._chunk])
             data, stamps = self._decode(idx)
             for k, i in enumerate(idx):
                 yield i, stamps[k], data[k]

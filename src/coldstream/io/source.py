@@ -3,7 +3,8 @@
 A backend implements two primitives on host or device uint8 frames:
 
 * ``_decode(indices)``: the frames at sorted, unique display-order indices;
-* ``_decode_sequential(start)``: every frame from ``start`` on, one at a time (bounded memory).
+* ``_decode_sequential(start, step)``: frames ``start, start + step, ...`` to the end, one at a time (bounded memory;
+  skipped frames are decoded but never converted to RGB).
 
 Everything else (index validation, repeated indices, clip sampling, chunked streaming, moving to the device,
 SPEC §2.3 preprocessing) lives here once, so backends cannot disagree on which frame is which.
@@ -115,8 +116,8 @@ class FrameSource(ABC):
         """uint8 ``[len(indices), H, W, 3]`` (any device) and timestamps for sorted unique valid indices."""
 
     @abstractmethod
-    def _decode_sequential(self, start: int) -> Iterator[tuple[int, float, torch.Tensor]]:
-        """``(index, timestamp, uint8 [H, W, 3])`` for every frame from ``start`` to the end, in order."""
+    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
+        """``(index, timestamp, uint8 [H, W, 3])`` for frames ``start, start + step, ...`` to the end, in order."""
 
     def close(self) -> None:  # noqa: B027 - backends without resources need not override
         """Release decoder resources."""
@@ -194,9 +195,7 @@ class FrameSource(ABC):
         buf: list[torch.Tensor] = []
         idx: list[int] = []
         ts: list[float] = []
-        for i, t, frame in self._decode_sequential(start):
-            if (i - start) % step:
-                continue
+        for i, t, frame in self._decode_sequential(start, step):
             buf.append(frame)
             idx.append(i)
             ts.append(t)
