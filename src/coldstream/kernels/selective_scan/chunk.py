@@ -91,8 +91,9 @@ def selective_scan_fwd_kernel(
             rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
             decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
         drive = (dt * u)[:, None, :] * Bt[None, :, :]
-        a_cum, h_loc = tl.associative_scan((decay, drive), 2, _first_order)
-        hs = h_loc + a_cum * h[:, :, None]
+        # the carried state enters through the chunk's first step, so only the h half of the scan stays live
+        drive = tl.where(offs_k[None, None, :] == 0, drive + decay * h[:, :, None], drive)
+        _, hs = tl.associative_scan((decay, drive), 2, _first_order)
         y = tl.sum(hs * Ct[None, :, :], axis=1)  # [BLOCK_D, K]
         if HAS_D:
             y += Dv[:, None] * u
@@ -184,8 +185,9 @@ def selective_scan_bwd_kernel(
                     rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
                     decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
                 drive = (dt * u)[:, None, :] * Bt[None, :, :]
-                a_cum, h_loc = tl.associative_scan((decay, drive), 2, _first_order)
-                hs = h_loc + a_cum * h_in[:, :, None]  # h_t  [BLOCK_D, N, K]
+                drive_in = tl.where(offs_k[None, None, :] == 0, drive + decay * h_in[:, :, None], drive)
+                _, hs = tl.associative_scan((decay, drive_in), 2, _first_order)  # h_t  [BLOCK_D, N, K]
+                decay0 = tl.sum(tl.where(offs_k[None, None, :] == 0, decay, 0.0), axis=2)  # [BLOCK_D, N], resets in
                 dout = tl.load(dout_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
                 if HAS_Z:
                     zz = tl.load(z_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
@@ -201,6 +203,7 @@ def selective_scan_bwd_kernel(
                 # dC[t, n] = sum_d gy * h_t
                 dC_part = tl.sum(gy[:, None, :] * hs, axis=0)  # [N, K]
                 tl.atomic_add(dC_ptr + bc_base + t[None, :], dC_part, mask=mask_t[None, :])
+                hm = hs - drive  # decay_t * h_{t-1}; keeps one tile live through the adjoint scan instead of two
                 # ---- adjoint recurrence, time reversed: t = t0 + K - 1 - k
                 tr = bos + c * K + (K - 1 - offs_k)
                 mask_tr = tr < eos
@@ -224,13 +227,13 @@ def selective_scan_bwd_kernel(
                     rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
                     decay_n = tl.where(rn[None, None, :] != 0, 0.0, decay_n)
                 gh = dout_r[:, None, :] * Cr[None, :, :]
-                g_cum, g_loc = tl.associative_scan((decay_n, gh), 2, _first_order)
-                g_rev = g_loc + g_cum * g_carry[:, :, None]  # dL/dh_t in reversed order
+                gh = tl.where(offs_k[None, None, :] == 0, gh + decay_n * g_carry[:, :, None], gh)
+                _, g_rev = tl.associative_scan((decay_n, gh), 2, _first_order)  # dL/dh_t in reversed order
                 g_carry = tl.sum(tl.where(offs_k[None, None, :] == K - 1, g_rev, 0.0), axis=2)  # dL/dh_{t0}
                 g = tl.flip(g_rev, 2)  # back to time order
-                dh0 = tl.sum(tl.where(offs_k[None, None, :] == 0, decay, 0.0), axis=2) * g_carry
+                dh0 = decay0 * g_carry
                 # ---- parameter and input gradients, time in order
-                q = g * (hs - drive)  # g_t * decay_t * h_{t-1}
+                q = g * hm  # g_t * decay_t * h_{t-1}
                 dA_acc += tl.sum(q * dt[:, None, :], axis=2)
                 gB = tl.sum(g * Bt[None, :, :], axis=1)  # [BLOCK_D, K]
                 ddt = tl.sum(q * A[:, :, None], axis=1) + u * gB
