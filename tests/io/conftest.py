@@ -16,6 +16,24 @@ if importlib.util.find_spec("av") is None:
     collect_ignore_glob = ["test_*.py"]
     print("tests/io skipped: PyAV is not installed (pip install av)")
 
+HAVE_CV2 = importlib.util.find_spec("cv2") is not None
+_NEEDS = {"opencv": "cv2", "dali": "nvidia.dali"}
+_INSTALL = {"opencv": "pip install opencv-python-headless", "dali": "pip install nvidia-dali-cuda130"}
+
+
+def backend_params(*names: str) -> list:
+    """Backend names as pytest params, each skipped (with the install command) when its library is missing."""
+    out = []
+    for name in names:
+        mod = _NEEDS.get(name)
+        missing = mod is not None and importlib.util.find_spec(mod.split(".")[0]) is None
+        if mod == "nvidia.dali" and not missing:
+            missing = importlib.util.find_spec("nvidia.dali") is None
+        marks = pytest.mark.skipif(missing, reason=f"{name} not installed: {_INSTALL.get(name)}")
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
 N_FRAMES = 60  # 2 s at 30 fps, keyframe every 10 frames
 VFR_PTS_MS = [i * 33 + (i % 3) * 10 + (i // 10) * 40 for i in range(30)]  # irregular gaps, 0 .. ~1.1 s
 

@@ -7,6 +7,8 @@ import pytest
 from coldstream.io import open_video
 from coldstream.io.synthetic import read_frame_index
 
+from .conftest import backend_params
+
 N_SOAK = 20_000
 
 
@@ -21,7 +23,7 @@ def long_video(make_video):
     return make_video("soak", "mjpeg", num_frames=N_SOAK, height=32, width=32)
 
 
-@pytest.mark.parametrize("backend", ["pyav", "opencv"])
+@pytest.mark.parametrize("backend", backend_params("pyav", "opencv"))
 def test_stream_20000_frames_flat_memory(long_video, backend):
     with open_video(long_video, backend=backend) as src:
         assert len(src) == N_SOAK
