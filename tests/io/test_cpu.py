@@ -15,7 +15,7 @@ from .conftest import HAVE_CV2, N_FRAMES, VFR_PTS_MS, backend_params
 CPU_BACKENDS = backend_params("pyav", "opencv")
 
 
-@pytest.fixture(params=["h264", "vp9", "mjpeg"])
+@pytest.fixture(params=["h264", "hevc", "vp9", "mjpeg"])
 def coded(request, make_video):
     return make_video(request.param, request.param)
 
@@ -157,3 +157,15 @@ def test_audio_track_ignored(make_video, codec):
     if HAVE_CV2:
         with open_video(path, backend="opencv") as src:
             assert read_frame_indices(src.get_frames([29, 2, 15]).data) == [29, 2, 15]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_long_gop_bframes_seeks(make_video, suffix):
+    """Keyframes 100 frames apart and B-frames: every seek lands on the asked frame, in any order."""
+    path = make_video(f"longgop{suffix}", "h264", num_frames=300, height=32, width=32, suffix=suffix, gop=100)
+    with open_video(path, backend="pyav") as src:
+        keys = src.keyframe_indices
+        assert len(keys) >= 3 and keys[0] == 0
+        rng = random.Random(5)
+        idx = [rng.randrange(300) for _ in range(40)] + [k - 1 for k in keys[1:]] + keys + [299]
+        assert read_frame_indices(src.get_frames(idx).data) == idx

@@ -168,3 +168,17 @@ def test_dlpack_fallback_copy_is_exact(vp9, monkeypatch):
     monkeypatch.setattr(torch, "from_dlpack", refuse)
     got = open_video(vp9, backend="dali").get_frames([3, 44]).data
     assert torch.equal(got, want) and read_frame_indices(got) == [3, 44]
+
+
+def test_dali_cpu_rotation_and_vfr(make_video):
+    rot = make_video("rot90_vp9", "vp9", num_frames=12, height=48, width=80, rotation=90, suffix=".mkv")
+    with open_video(rot, backend="dali") as d:
+        assert d.info.rotation == 90 and (d.info.height, d.info.width) == (80, 48)
+    _agree(rot, "cpu", [3, 7, 11])  # DALI ignores the display matrix; the backend applies it like PyAV
+    pts = [0, 40, 50, 120, 130, 135, 200, 260, 300, 380, 390, 400, 470, 480, 560, 600, 610, 700, 720, 800]
+    vfr = make_video("vfr_vp9", "vp9", num_frames=len(pts), pts_ms=pts)
+    with open_video(vfr, backend="dali") as d:
+        assert d.info.variable_frame_rate
+        f = d.get_frames([19, 0, 5, 12, 7])
+    assert read_frame_indices(f.data) == [19, 0, 5, 12, 7]
+    np.testing.assert_allclose(f.timestamps.numpy(), np.array(pts)[[19, 0, 5, 12, 7]] / 1000)

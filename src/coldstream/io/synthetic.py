@@ -99,6 +99,7 @@ def write_index_video(
     rotation: int = 0,
     gray: bool = False,
     audio: bool = False,
+    gop: int | None = None,
 ) -> Path:
     """Write a video whose frame ``i`` shows :func:`index_pattern` of ``i``; returns the path.
 
@@ -108,6 +109,7 @@ def write_index_video(
         rotation: display-matrix rotation in degrees (metadata only; the stored pixels are not rotated).
         gray: store 8-bit grayscale (``gray`` pixel format; H.264 writes a 4:0:0 stream).
         audio: add a silent audio track (AAC in MP4, Opus in WebM, PCM in AVI) interleaved with the video.
+        gop: keyframe interval (default 10: seeks are exercised even in short videos).
     """
     import av
 
@@ -116,7 +118,14 @@ def write_index_video(
     if pts_ms is not None and len(pts_ms) != num_frames:
         raise ValueError(f"pts_ms has {len(pts_ms)} entries for {num_frames} frames")
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(recipe.encoder, rate=fps, options=dict(recipe.options))
+        options = dict(recipe.options)
+        if gop is not None:
+            options = {
+                k: v.replace("keyint=10:min-keyint=10", f"keyint={gop}:min-keyint={gop}") for k, v in options.items()
+            }
+            if "g" in options:
+                options["g"] = str(gop)
+        stream = container.add_stream(recipe.encoder, rate=fps, options=options)
         stream.width, stream.height = width, height
         stream.pix_fmt = "gray" if gray else recipe.pix_fmt
         if pts_ms is not None:
