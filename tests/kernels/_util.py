@@ -1,0 +1,53 @@
+"""Helpers shared by the kernel tests: run a function, backpropagate fixed random weights, collect gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from tests.tolerances import tol
+
+
+def leaves(tensors: Sequence[torch.Tensor | None], dtype: torch.dtype | None = None) -> list[torch.Tensor | None]:
+    """Detached copies (optionally cast; floating ones require grad)."""
+    out = []
+    for t in tensors:
+        if t is None:
+            out.append(None)
+            continue
+        c = t.detach().clone()
+        if dtype is not None and c.is_floating_point():
+            c = c.to(dtype)
+        if c.is_floating_point():
+            c.requires_grad_(True)
+        out.append(c)
+    return out
+
+
+def forward_backward(
+    fn: Callable[..., Sequence[torch.Tensor]], inputs: Sequence[torch.Tensor | None], seed: int = 123
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """Run ``fn(*inputs)`` (a tuple of outputs), backpropagate ``sum(out * w)`` with seeded weights ``w``."""
+    outs = [o for o in fn(*inputs) if o is not None]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    loss = sum((o.float() * torch.randn(o.shape, generator=gen).to(o.device)).sum() for o in outs)
+    loss.backward()
+    grads = [None if t is None or not t.requires_grad else t.grad for t in inputs]
+    return [o.detach() for o in outs], grads
+
+
+def assert_all_close(actual, expected, dtype: torch.dtype, kind: str, names: Sequence[str] | None = None) -> None:
+    """Compare lists of tensors (None entries must match), in fp32, with the tolerance for ``dtype``."""
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        name = names[i] if names else str(i)
+        assert (a is None) == (e is None), f"{name}: one side is None"
+        if a is None:
+            continue
+        assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+        # gradients of reductions (dA, dD, ...) sum many terms: scale atol with their magnitude
+        scale = max(1.0, e.float().abs().max().item()) if kind == "bwd" else 1.0
+        t = tol(dtype, kind)
+        torch.testing.assert_close(a.float(), e.float(), atol=t["atol"] * scale, rtol=t["rtol"],
+                                   msg=lambda m, n=name: f"{n} ({kind}, {dtype}): {m}")
