@@ -356,3 +356,7 @@ def test_bad_inputs_raise_clear_errors():
         build_core("lstm", D)
     with pytest.raises(TypeError, match="accepted"):
         build_core("mamba", D, heads=3)
+    with pytest.raises(ValueError, match="kernel backend"):
+        core.set_kernel_backend("cuda")
+    core.set_kernel_backend("reference")
+    assert {m.kernel_backend for m in core.modules() if hasattr(m, "kernel_backend")} == {"reference"}

@@ -32,6 +32,19 @@ class TemporalCore(nn.Module):
         self.dim = dim
         self.in_dim = in_dim if in_dim is not None else dim
         self.input_proj = nn.Linear(self.in_dim, dim) if self.in_dim != dim else None
+        self.kernel_backend = "auto"
+
+    def set_kernel_backend(self, backend: str) -> TemporalCore:
+        """Choose the ``coldstream.kernels`` backend (``auto`` | ``triton`` | ``reference``) of every op in the core.
+
+        ``auto`` runs Triton on CUDA tensors and the fp32 references elsewhere; an explicit backend never falls back.
+        """
+        if backend not in ("auto", "triton", "reference"):
+            raise ValueError(f"kernel backend must be 'auto', 'triton' or 'reference', got {backend!r}")
+        for m in self.modules():
+            if hasattr(m, "kernel_backend"):
+                m.kernel_backend = backend
+        return self
 
     def _state_shapes(self, batch: int, tokens: int) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError

@@ -26,4 +26,4 @@ class GatedMambaMixCore(MambaMixCore):
         self.gates = nn.ModuleList([nn.Linear(2 * dim, dim) for _ in range(num_layers)])
 
     def _combine(self, i: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return gated_blend(a, b, self.gates[i](torch.cat([a, b], dim=-1)))
+        return gated_blend(a, b, self.gates[i](torch.cat([a, b], dim=-1)), backend=self.kernel_backend)

@@ -56,6 +56,7 @@ class Mamba(nn.Module):
         self.A_log._no_weight_decay = True
         self.D._no_weight_decay = True
         self._dt_range = (dt_min, dt_max, dt_init_floor)
+        self.kernel_backend = "auto"  # coldstream.kernels backend; set for the whole core with core.set_kernel_backend
         self.reset_ssm_parameters()
 
     @torch.no_grad()
@@ -97,6 +98,7 @@ class Mamba(nn.Module):
             initial_state=conv_state,
             activation="silu",
             return_final_state=True,
+            backend=self.kernel_backend,
         )
         x_dbl = self.x_proj(x.transpose(1, 2))  # [S, T, R + 2 N_s]
         dt, b, c = self._split(x_dbl)
@@ -113,6 +115,7 @@ class Mamba(nn.Module):
             delta_softplus=True,
             return_last_state=True,
             initial_state=ssm_state,
+            backend=self.kernel_backend,
         )
         return self.out_proj(y.transpose(1, 2)), conv_final, ssm_final
 
@@ -120,7 +123,14 @@ class Mamba(nn.Module):
         """One frame ``u`` ``[S, D] -> [S, D]``; ``conv_state`` ``[S, E, W-1]`` and ``ssm_state`` ``[S, E, N_s]``
         are updated in place."""
         x, z = self.in_proj(u).chunk(2, dim=-1)  # [S, E] each
-        x = causal_conv1d_update(x, conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        x = causal_conv1d_update(
+            x,
+            conv_state,
+            self.conv1d.weight.squeeze(1),
+            self.conv1d.bias,
+            activation="silu",
+            backend=self.kernel_backend,
+        )
         dt, b, c = self._split(self.x_proj(x))
         dt = F.linear(dt, self.dt_proj.weight)
         y = selective_state_update(
@@ -134,5 +144,6 @@ class Mamba(nn.Module):
             z=z,
             dt_bias=self.dt_proj.bias.float(),
             dt_softplus=True,
+            backend=self.kernel_backend,
         )
         return self.out_proj(y)

@@ -56,7 +56,7 @@ class RVMRNNCore(TemporalCore):
         update_logits = self.input_update(x_t) + self.state_update(s_in)
         reset = torch.sigmoid(self.input_reset(x_t) + self.state_reset(s_in))
         h = self.transformer(x_t, reset * self.state_layer_norm(s_in))
-        return gated_blend(s, h.to(s.dtype), update_logits.to(s.dtype))
+        return gated_blend(s, h.to(s.dtype), update_logits.to(s.dtype), backend=self.kernel_backend)
 
     def _forward_clip(self, x: torch.Tensor, state: CoreState | None) -> tuple[torch.Tensor, dict]:
         b, t, n, d = x.shape
