@@ -2,8 +2,8 @@
 
 CPU: PyAV, OpenCV and DALI's CPU decoder (VP9/MJPEG only), one stream, full sequential decode to RGB, plus SPEC §2.3
 16-frame clips. GPU: DALI mixed (NVDEC) to uint8 and to preprocessed float 224² on the GPU, against the CPU backend
-decoding one file per core on every core. Content is a panned photograph (skimage's astronaut), so the codecs do real
-work. Before timing, every case checks frame count and pixels against PyAV (DALI within its YUV->RGB tolerance).
+decoding one file per core on every core. Content is a pan over a textured canvas, so the codecs do real work.
+Before timing, every case checks frame count and pixels against PyAV (DALI within its YUV->RGB tolerance).
 """
 
 from __future__ import annotations
@@ -31,20 +31,32 @@ def _need(backend: str) -> None:
         pytest.skip(f"{backend} unavailable: {why}")
 
 
+def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photograph-like canvas without data files (the GPU machines have no skimage): smooth colour fields plus
+    edges and fine grain, uint8 ``[H, W, 3]``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for _ in range(6):
+        fy, fx = rng.uniform(0.002, 0.03, 2)
+        phase, amp = rng.uniform(0, 2 * np.pi, 3), rng.uniform(20, 50, 3)
+        img += amp * np.sin(fy * yy[..., None] + fx * xx[..., None] + phase)
+    img += np.where((np.floor(xx / 97) + np.floor(yy / 61)) % 2 == 0, 40.0, -40.0)[..., None]  # hard edges
+    img += rng.normal(0, 6, (h, w, 3)).astype(np.float32)  # sensor grain
+    return np.clip(img + 128, 0, 255).astype(np.uint8)
+
+
 def _panned_video(path, codec: str, n: int, h: int, w: int):
-    """A camera pan over a photograph (H.264/HEVC/VP9/MJPEG at moderate quality)."""
+    """A camera pan over a textured canvas (H.264/HEVC/VP9/MJPEG at the encoders' default quality)."""
     import av
-    from skimage import data, transform
 
     from coldstream.io.synthetic import CODECS
 
-    photo = data.astronaut()
-    big = (transform.resize(photo, (h + n, int(w + n * 1.5) + 1), anti_aliasing=True) * 255).astype(np.uint8)
+    big = _texture(h + n, int(w + n * 1.5) + 1)
     recipe = CODECS[codec]
+    options = {k: v for k, v in recipe.options.items() if k != "x264-params"}
     with av.open(str(path), "w") as c:
-        s = c.add_stream(
-            recipe.encoder, rate=30, options={k: v for k, v in recipe.options.items() if k != "x264-params"}
-        )
+        s = c.add_stream(recipe.encoder, rate=30, options=options)
         s.width, s.height, s.pix_fmt = w, h, recipe.pix_fmt
         for i in range(n):
             frame = np.ascontiguousarray(big[i : i + h, int(i * 1.5) : int(i * 1.5) + w])

@@ -32,7 +32,7 @@ from .errors import (
     UnsupportedCodecError,
     VideoError,
 )
-from .source import FrameSource, VideoInfo
+from .source import FrameSource, VideoInfo, stack_frames
 
 # Leading bytes of the containers we know; a file that fails to open and starts with one of these is a broken video,
 # anything else is not a video at all.
@@ -279,7 +279,7 @@ class PyAVSource(FrameSource):
                 raise CorruptVideoError(
                     self.path, f"frames {pending[:5]} could not be decoded (the stream ends early: truncated?)"
                 )
-        return torch.stack([out[i] for i in indices]), [self.timestamp(i) for i in indices]
+        return stack_frames([out[i] for i in indices]), [self.timestamp(i) for i in indices]
 
     def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
         if start >= len(self._pts):
@@ -412,7 +412,7 @@ class OpenCVSource(FrameSource):
                     self._pos += 1
         if len(frames) != len(indices):
             raise CorruptVideoError(self.path, f"the stream ended before frame {target} (decoded {self._pos} frames)")
-        return torch.stack(frames), stamps
+        return stack_frames(frames), stamps
 
     def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
         for i, t, rgb in self._frames_from(start, step):
