@@ -1,0 +1,39 @@
+"""Backend dispatch: auto picks the reference on CPU tensors; an explicit backend never falls back silently."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from coldstream.kernels import _backend, gated_blend
+
+
+def test_auto_uses_reference_on_cpu_and_logs_once(caplog):
+    a = torch.randn(4)
+    _backend._logged.clear()
+    with caplog.at_level(logging.INFO, logger="coldstream.kernels"):
+        gated_blend(a, a, a)
+        gated_blend(a, a, a)
+    msgs = [r.getMessage() for r in caplog.records if "gated_blend" in r.getMessage()]
+    assert len(msgs) == 1 and "reference" in msgs[0]
+
+
+def test_explicit_triton_without_interpreter_or_cuda_raises_with_reasons(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    a = torch.randn(4)
+    with pytest.raises(RuntimeError, match="backend='triton' cannot run.*TRITON_INTERPRET.*reference: available"):
+        gated_blend(a, a, a, backend="triton")
+
+
+def test_unknown_backend_is_rejected():
+    a = torch.randn(4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gated_blend(a, a, a, backend="xformers")
+
+
+@pytest.mark.cuda
+def test_auto_uses_triton_on_cuda():
+    a = torch.randn(4, device="cuda")
+    assert _backend.resolve_backend("gated_blend", "auto", [a]) == "triton"

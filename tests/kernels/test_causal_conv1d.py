@@ -1,0 +1,150 @@
+"""causal_conv1d / causal_conv1d_update: Triton (interpreter on CPU) and the reference op vs the fp32 oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coldstream.kernels import causal_conv1d, causal_conv1d_update
+from coldstream.kernels.causal_conv1d.naive import causal_conv1d_ref
+from tests.kernels._util import assert_all_close, forward_backward, leaves
+from tests.tolerances import tol
+
+NAMES = ["x", "weight", "bias", "initial_state"]
+
+
+def make_inputs(batch=2, dim=37, T=9, width=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, dim, T, generator=g), torch.randn(dim, width, generator=g) * 0.5,
+            torch.randn(dim, generator=g), torch.randn(batch, dim, width - 1, generator=g)]
+
+
+def fn(backend, activation="silu", **kw):
+    def run(x, w, b, h0):
+        if backend == "oracle":
+            return causal_conv1d_ref(x, w, b, h0, activation, **kw)
+        return causal_conv1d(x, w, b, h0, activation, True, backend=backend, **kw)
+    return run
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_forward_and_every_gradient_match_fp32_oracle(dtype, backend):
+    x = [t.to(dtype) if i in (0, 3) else t for i, t in enumerate(make_inputs())]
+    outs, grads = forward_backward(fn(backend), leaves(x))
+    ref_outs, ref_grads = forward_backward(fn("oracle"), leaves([t.float() for t in x]))
+    assert outs[0].dtype == dtype
+    assert_all_close(outs, ref_outs, dtype, "fwd", ["out", "final_state"])
+    assert_all_close(grads, ref_grads, dtype, "bwd", NAMES)
+
+
+@pytest.mark.parametrize("width,T,activation", [(2, 1, None), (3, 2, "silu"), (1, 5, None)])
+def test_widths_and_short_sequences(width, T, activation):
+    x = make_inputs(dim=5, T=T, width=width)
+    outs, grads = forward_backward(fn("triton", activation), leaves(x))
+    ref_outs, ref_grads = forward_backward(fn("oracle", activation), leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
+
+
+def test_two_segments_equal_whole_and_steps_equal_one_call():
+    x, w, b, h0 = make_inputs(T=10)
+    whole, final = causal_conv1d(x, w, b, h0, return_final_state=True, backend="triton")
+    first, mid = causal_conv1d(x[..., :2], w, b, h0, return_final_state=True, backend="triton")
+    second, final2 = causal_conv1d(x[..., 2:], w, b, mid, return_final_state=True, backend="triton")
+    torch.testing.assert_close(torch.cat([first, second], -1), whole, **tol(torch.float32))
+    torch.testing.assert_close(final2, final, **tol(torch.float32))
+    for backend in ("triton", "reference"):
+        state = torch.cat([torch.zeros(2, 37, 1), h0], -1)  # a longer buffer (S = W) as mamba keeps it
+        steps = [causal_conv1d_update(x[..., t], state, w, b, "silu", backend=backend) for t in range(10)]
+        torch.testing.assert_close(torch.stack(steps, -1), whole, **tol(torch.float32))
+        torch.testing.assert_close(state[..., 1:], final, **tol(torch.float32))
+        multi = torch.cat([torch.zeros(2, 37, 1), h0], -1)
+        torch.testing.assert_close(causal_conv1d_update(x, multi, w, b, "silu", backend=backend), whole,
+                                   **tol(torch.float32))
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_resets_equal_separate_calls(backend):
+    x, w, b, h0 = make_inputs(batch=2, T=8)
+    resets = torch.zeros(2, 8, dtype=torch.bool)
+    resets[0, 3] = True
+    resets[1, 0] = True
+    out, final = causal_conv1d(x, w, b, h0, return_final_state=True, resets=resets, backend=backend)
+    r0a = causal_conv1d_ref(x[:1, :, :3], w, b, h0[:1])[0]
+    r0b, f0 = causal_conv1d_ref(x[:1, :, 3:], w, b)
+    r1, f1 = causal_conv1d_ref(x[1:], w, b)
+    torch.testing.assert_close(out, torch.cat([torch.cat([r0a, r0b], -1), r1]), **tol(torch.float32))
+    torch.testing.assert_close(final, torch.cat([f0, f1]), **tol(torch.float32))
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_varlen_equals_separate_calls_with_gradients(backend):
+    bounds = [0, 2, 9, 13]  # the first sequence is shorter than the window
+    cu = torch.tensor(bounds)
+    x, w, b, _ = make_inputs(batch=1, T=13, dim=6)
+
+    def packed(x, w, b):
+        return causal_conv1d(x, w, b, None, "silu", True, cu_seqlens=cu, backend=backend)
+
+    def separate(x, w, b):
+        parts = [causal_conv1d_ref(x[..., bounds[s] : bounds[s + 1]], w, b) for s in range(3)]
+        return torch.cat([p[0] for p in parts], -1), torch.cat([p[1] for p in parts])
+
+    outs, grads = forward_backward(packed, leaves([x, w, b]))
+    ref_outs, ref_grads = forward_backward(separate, leaves([x, w, b]))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd")
+
+
+def test_opcheck_compile_gradcheck_reference():
+    x = leaves(make_inputs(batch=2, dim=3, T=4))
+    torch.library.opcheck(torch.ops.coldstream.causal_conv1d_fwd.default, (*x, None, True, "reference"))
+    state = torch.randn(2, 3, 3)
+    torch.library.opcheck(torch.ops.coldstream.causal_conv1d_update.default,
+                          (torch.randn(2, 3, 1), state, x[1].detach(), x[2].detach(), True, "reference"))
+    compiled = torch.compile(fn("reference"), fullgraph=True, backend="aot_eager")
+    outs, grads = forward_backward(compiled, leaves(x))
+    ref_outs, ref_grads = forward_backward(fn("reference"), leaves(x))
+    assert_all_close(outs + grads, ref_outs + ref_grads, torch.float32, "bwd")
+    x64 = tuple(t.detach().double().requires_grad_() for t in x)
+    assert torch.autograd.gradcheck(fn("reference"), x64)
+
+
+def test_errors_say_why():
+    x, w, b, h0 = make_inputs()
+    with pytest.raises(ValueError, match="1 <= W <= 4"):
+        causal_conv1d(x, torch.randn(37, 5))
+    with pytest.raises(ValueError, match=r"initial_state must have shape \[S, D, W - 1\]"):
+        causal_conv1d(x, w, b, h0[..., :2])
+    with pytest.raises(ValueError, match="initial_state with cu_seqlens"):
+        causal_conv1d(x[:1], w, b, h0[:1], cu_seqlens=torch.tensor([0, 9]))
+
+
+@pytest.mark.cuda
+def test_cuda_triton_matches_reference_compile_and_graph_replay():
+    for dtype in (torch.float32, torch.bfloat16):
+        x = [t.cuda().to(dtype) if i in (0, 3) else t.cuda() for i, t in enumerate(make_inputs(64, 300, 40))]
+        outs, grads = forward_backward(fn("triton"), leaves(x))
+        ref_outs, ref_grads = forward_backward(fn("oracle"), leaves([t.float() for t in x]))
+        assert_all_close(outs, ref_outs, dtype, "fwd")
+        assert_all_close(grads, ref_grads, dtype, "bwd", NAMES)
+    x = [t.cuda() for t in make_inputs(4, 64, 16)]
+    outs, grads = forward_backward(torch.compile(fn("triton"), fullgraph=True), leaves(x))
+    ref_outs, ref_grads = forward_backward(fn("triton"), leaves(x))
+    assert_all_close(outs + grads, ref_outs + ref_grads, torch.float32, "bwd")
+    # CUDA-graph replay of the streaming step == eager steps
+    xs, w, b, h0 = (t.cuda() for t in make_inputs(201, 512, 3))
+    eager_state = h0.clone()
+    eager = [causal_conv1d_update(xs[..., t], eager_state, w, b, "silu", backend="triton") for t in range(3)]
+    state, static_x = h0.clone(), xs[..., 0].clone()
+    causal_conv1d_update(static_x, state.clone(), w, b, "silu", backend="triton")
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = causal_conv1d_update(static_x, state, w, b, "silu", backend="triton")
+    for t in range(3):
+        static_x.copy_(xs[..., t])
+        graph.replay()
+        torch.testing.assert_close(out, eager[t], atol=0, rtol=0)
+    torch.testing.assert_close(state, eager_state, atol=0, rtol=0)
