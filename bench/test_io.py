@@ -109,7 +109,10 @@ def _stream_all(path: str, backend: str, device: str, **kw) -> int:
 
 def _record(benchmark, frames: int, **extra):
     sec = benchmark.stats.stats.median
-    benchmark.extra_info.update({"frames_per_s": frames / sec, "ms_per_call": sec * 1e3, **extra})
+    best = benchmark.stats.stats.min  # on a shared machine the fastest round is the least disturbed one
+    benchmark.extra_info.update(
+        {"frames_per_s": frames / sec, "frames_per_s_best": frames / best, "ms_per_call": sec * 1e3, **extra}
+    )
 
 
 @pytest.mark.parametrize("res", ["224", "480p"])
@@ -126,7 +129,7 @@ def test_decode_cpu(benchmark, bench_video, quick, backend, codec, res):
     path = bench_video(codec, res)
     name = "dali" if backend.startswith("dali") else backend
     n = _check(path, name, "cpu", PIXEL_MAE if name == "dali" else 0.0)
-    pedantic(benchmark, lambda: _stream_all(path, name, "cpu"), "cpu", rounds=2 if quick else 3, warmup=1)
+    pedantic(benchmark, lambda: _stream_all(path, name, "cpu"), "cpu", rounds=2 if quick else 5, warmup=1)
     _record(benchmark, n, backend=backend, codec=codec, res=res)
 
 
@@ -145,7 +148,7 @@ def test_spec_clip_cpu(benchmark, bench_video, quick, backend):
 
     out = clip()
     assert out.data.shape == (16, 3, 224, 224) and len(set(out.indices.tolist())) > 1
-    pedantic(benchmark, clip, "cpu", rounds=2 if quick else 3, warmup=1)
+    pedantic(benchmark, clip, "cpu", rounds=2 if quick else 5, warmup=1)
     _record(benchmark, 16, clips_per_s=1 / benchmark.stats.stats.median, backend=backend, codec=codec)
 
 
