@@ -125,8 +125,11 @@ def test_bf16_autocast_keeps_state_fp32(kind):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = core(x)
             ys, state = run_steps(core, x, state)
+            seg_state = core.init_state(B, N)
+            segments = torch.cat([core(x[:, :2], seg_state), core(x[:, 2:], seg_state)], dim=1)
     assert all(t.dtype == torch.float32 for t in state.tensors.values())
-    for out in (y, ys):
+    assert all(t.dtype == torch.float32 for t in seg_state.tensors.values())
+    for out in (y, ys, segments):
         assert torch.isfinite(out).all()
         err = (out.float() - ref).norm() / ref.norm()
         assert err < 4 * tol(torch.bfloat16)["rtol"], f"{kind}: bf16 relative error {err:.3g}"
