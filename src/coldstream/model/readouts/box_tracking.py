@@ -22,7 +22,7 @@ class BBoxQueryEncoder(nn.Module):
         self.to_query = nn.Linear(hidden, dim)
 
     def forward(self, box: torch.Tensor) -> torch.Tensor:
-        return self.to_query(self.bbox_encoder(self.fourier_enc(box))).unsqueeze(1)
+        return self.to_query(self.bbox_encoder(self.fourier_enc.encode_for(box, self.bbox_encoder[0]))).unsqueeze(1)
 
 
 class BoxTrackingReadout(Readout):
@@ -52,7 +52,7 @@ class BoxTrackingReadout(Readout):
 
     def predict(self, o_t: torch.Tensor, prev_box: torch.Tensor) -> torch.Tensor:
         """``o_t`` ``[B, N, D]``, previous box ``[B, 4]`` -> box ``[B, 4]``."""
-        q = self.readout(self.bbox_query_encoder(prev_box.to(o_t.dtype)), self.proj_to_readout(o_t))
+        q = self.readout(self.bbox_query_encoder(prev_box), self.proj_to_readout(o_t))
         return self.bbox_head(q[:, 0])
 
     def init_state(self, batch: int, device=None, init_box: torch.Tensor | None = None, **_) -> ReadoutState:

@@ -64,11 +64,11 @@ class PointTrackingReadout(Readout):
 
     def _encode_query(self, pts: torch.Tensor) -> torch.Tensor:
         """``[F, 2] -> [F, 1, width]``."""
-        return self.to_query(self.point_mlp(self.fourier_enc(pts))).unsqueeze(1)
+        return self.to_query(self.point_mlp(self.fourier_enc.encode_for(pts, self.point_mlp[0]))).unsqueeze(1)
 
     def _predict(self, o: torch.Tensor, pts: torch.Tensor, q_frames: torch.Tensor, t: torch.Tensor) -> dict:
         """``o`` ``[F, N, D]`` for F = B·Q (frame, query) pairs; ``pts`` ``[F, 2]``; ``q_frames``, ``t`` ``[F]``."""
-        out = self.readout(self._encode_query(pts.to(o.dtype)), self.proj_to_readout(o))
+        out = self.readout(self._encode_query(pts), self.proj_to_readout(o))
         pred = self.prediction_head(out[:, 0]).float()
         at_query = (t == q_frames)[:, None]
         points = torch.where(at_query, pts.float(), torch.sigmoid(pred[:, :2]))
