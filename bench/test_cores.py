@@ -27,7 +27,10 @@ def _core(kind: str, dim: int, device) -> torch.nn.Module:
 
 
 def _autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    # no autocast weight cache: its entries would be freed under a CUDA graph that was captured with them
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
 
 
 def _steps(core, x, state):
@@ -39,7 +42,7 @@ def _check_steps_equal_clip(core, x, device):
     with torch.no_grad(), _autocast(device):
         clip = core(x).float()
         steps = _steps(core, x, core.init_state(x.shape[0], x.shape[2], device=device)).float()
-    tol = 1e-5 if device.type == "cpu" else 2e-2
+    tol = 1e-5 if device.type == "cpu" else 5e-2  # GPU: bf16 autocast, chunked scan vs step recurrence
     torch.testing.assert_close(steps, clip, atol=tol, rtol=tol)
     return clip
 
