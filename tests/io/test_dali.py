@@ -74,6 +74,17 @@ def test_dali_cpu_exact_indices(dali_cpu_video):
         assert [i for c in strided for i in c.indices.tolist()] == list(range(1, N_FRAMES, 5))
 
 
+def test_dali_stream_both_paths(dali_cpu_video):
+    """From near the start: one inputs.video pass; from deep in: frame-list runs. Same frames either way."""
+    with open_video(dali_cpu_video, backend="dali", chunk_size=8) as src:
+        front = [c for c in src.stream(start=3, chunk_size=5)]  # start <= chunk: front-to-back pass
+        deep = [c for c in src.stream(start=21, chunk_size=5, target_fps=15)]  # seeks, stride 2
+    assert [i for c in front for i in read_frame_indices(c.data)] == list(range(3, N_FRAMES))
+    assert [i for c in front for i in c.indices.tolist()] == list(range(3, N_FRAMES))
+    assert [i for c in deep for i in read_frame_indices(c.data)] == list(range(21, N_FRAMES, 2))
+    assert [i for c in deep for i in c.indices.tolist()] == list(range(21, N_FRAMES, 2))
+
+
 def test_dali_cpu_agrees_with_pyav(dali_cpu_video):
     _agree(dali_cpu_video, "cpu", [0, 7, 30, 59])
 

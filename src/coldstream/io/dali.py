@@ -198,12 +198,49 @@ class DALISource(FrameSource):
         return self._rotate(data), [self._stamps[i] for i in indices]
 
     def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
+        if start <= self._chunk:
+            yield from self._decode_front_to_back(start, step)
+            return
+        # Deep into the file: seek with frame lists rather than decode everything before `start`.
         wanted = range(start, self._info.num_frames, step)
         for lo in range(0, len(wanted), self._chunk):
             idx = list(wanted[lo : lo + self._chunk])
             data, stamps = self._decode(idx)
             for k, i in enumerate(idx):
                 yield i, stamps[k], data[k]
+
+    def _decode_front_to_back(self, start: int, step: int) -> Iterator[tuple[int, float, torch.Tensor]]:
+        """``fn.experimental.inputs.video``: one pass over the file, ``chunk`` frames per run, no index rebuilds."""
+        dali = import_dali()
+        from nvidia.dali import fn
+
+        dev, seq = self._dali_device, self._chunk
+
+        @dali.pipeline_def(batch_size=1, num_threads=2, device_id=self._device_id, prefetch_queue_depth=1)
+        def pipe():
+            return fn.experimental.inputs.video(name="video", sequence_length=seq, device=dev)
+
+        p = pipe()
+        p.build()
+        p.feed_input("video", [self._encoded])
+        n, i = self._info.num_frames, 0
+        try:
+            while i < n:
+                try:
+                    (out,) = p.run()
+                except RuntimeError as e:
+                    raise CorruptVideoError(
+                        self.path, f"DALI ({dev}) stopped after {i} of {n} frames: {str(e).splitlines()[-1]}"
+                    ) from e
+                data = self._rotate(_to_torch(out[0], clone=True))
+                for k in range(data.shape[0]):
+                    if i >= start and (i - start) % step == 0:
+                        yield i, self._stamps[i], data[k]
+                    i += 1
+                    if i >= n:
+                        break
+        finally:
+            del p
 
     def close(self) -> None:
         self._encoded = None
