@@ -149,9 +149,10 @@ class DALISource(FrameSource):
     """``FrameSource`` decoded by DALI: NVDEC for ``device="cuda"``, DALI's CPU decoder for ``device="cpu"``.
 
     Args:
-        chunk_size: frames decoded per DALI run while streaming; ``None`` picks ~64 MiB of frames on CPU, ~512 MiB on
-            GPU (8 to 256 frames). Each run re-opens the in-memory file and rebuilds DALI's frame index, so small
-            chunks are slow (VP9 480p on CPU: 16 frames/run ~155 frames/s, 64 frames/run ~310 frames/s).
+        chunk_size: frames per DALI run while streaming (the memory bound); ``None`` picks ~64 MiB of frames on CPU,
+            ~512 MiB on GPU (8 to 256 frames). Streams that start near frame 0 run one ``inputs.video`` pass; streams
+            that start deeper use ``decoders.video`` frame lists, whose every run re-opens the in-memory file and
+            rebuilds DALI's index (slow with small chunks: VP9 480p on CPU, 16 frames/run ~155 frames/s, 64 ~310).
         probe: ``"pyav"`` (exact packet index, default when PyAV is installed) or ``"opencv"`` (container figures).
         Other arguments as ``FrameSource``.
     """
