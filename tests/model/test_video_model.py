@@ -153,3 +153,16 @@ def test_video_model_bad_inputs(encoder):
     with pytest.raises(ValueError, match="readout reads D=32"):
         VideoModel(encoder, build_core("mamba", 384), build_readout("ssv2", 32))
     assert isinstance(build_enrichment(encoder), type(model.enrichment))
+
+
+def test_efficientnet_with_an_input_projection():
+    """The default small encoder (1280-d, one depth) feeds a 256-wide core through the core's input projection."""
+    model = VideoModel.build(
+        "efficientnet_lite0", "gmmix", "nuscenes", core_dim=256, readout_options=dict(width=256, hidden=64)
+    ).eval()
+    assert model.core.input_proj.in_features == 1280 and model.parameter_count()["enrichment"] == 0
+    clip = torch.randn(2, 2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(clip)
+        assert out.shape == (2, 2, 9)
+        assert_close(model.stream(clip), out, torch.float32)
