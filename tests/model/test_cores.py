@@ -363,3 +363,38 @@ def test_bad_inputs_raise_clear_errors():
         core.set_kernel_backend("cuda")
     core.set_kernel_backend("reference")
     assert {m.kernel_backend for m in core.modules() if hasattr(m, "kernel_backend")} == {"reference"}
+
+
+def _rvmrnn_oracle(core, x):
+    """SPEC §3.1 written out with torch.nn.MultiheadAttention holding the core's weights."""
+    heads = core.transformer.layers[0].ca_attn.num_heads
+
+    def mha(ours):
+        m = torch.nn.MultiheadAttention(D, heads, batch_first=True)
+        m.load_state_dict(ours.state_dict())
+        return lambda q, kv: m(q, kv, kv, need_weights=False)[0]
+
+    blocks = [(blk, mha(blk.ca_attn), mha(blk.sa_attn)) for blk in core.transformer.layers]
+    s = x.new_zeros(x.shape[0], x.shape[2], D)
+    outs = []
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        u = torch.sigmoid(xt @ core.input_update.weight.T + s @ core.state_update.weight.T)
+        r = torch.sigmoid(xt @ core.input_reset.weight.T + s @ core.state_reset.weight.T)
+        m = r * F.layer_norm(s, (D,), core.state_layer_norm.weight, core.state_layer_norm.bias, 1e-6)
+        z = xt
+        for blk, ca, sa in blocks:
+            z = z + ca(blk.ca_norm(z), m)
+            z = z + blk.mlp.fc2(F.gelu(blk.mlp.fc1(blk.mlp_norm(z))))
+            zn = blk.sa_norm(z)
+            z = z + sa(zn, zn)
+        h = core.transformer.output_norm(z)
+        s = (1 - u) * s + u * h
+        outs.append(core.output_norm(s))
+    return torch.stack(outs, 1)
+
+
+def test_rvmrnn_matches_the_spec_equations():
+    core, x = make("rvmrnn"), clip(t=3)
+    with torch.no_grad():
+        assert_close(core(x), _rvmrnn_oracle(core, x), torch.float32)
