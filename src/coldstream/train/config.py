@@ -31,6 +31,7 @@ class ModelConfig:
     enrichment: str = "last"  # "mlp" (SPEC §2.4 per-depth BN+MLP, mean), "mean" (mean of depths), "last" (last depth)
     readout: str = "linear"  # classification readout: "linear" (mean-pooled tokens) or "attentive" (SPEC §5.1 probe)
     dropout: float = 0.0  # dropout on the readout input
+    token_grid: int = 0  # > 0: average-pool the patch grid to token_grid x token_grid tokens before the core
 
 
 @dataclass(frozen=True)

