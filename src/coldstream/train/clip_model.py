@@ -106,7 +106,9 @@ class ClipModel(nn.Module):
         elif readout == "attentive":
             from coldstream.model.readouts import ClassificationReadout
 
-            self.readout = ClassificationReadout(core_dim, num_classes, width=core_dim, num_heads=max(1, core_dim // 32))
+            self.readout = ClassificationReadout(
+                core_dim, num_classes, width=core_dim, num_heads=max(1, core_dim // 32)
+            )
         else:
             raise ValueError(f"model.readout must be linear or attentive, got {readout!r}")
 

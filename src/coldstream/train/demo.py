@@ -26,8 +26,9 @@ import torch
 
 from coldstream.train.cache import CacheKey, FeatureCache
 from coldstream.train.clip_model import build_clip_model
-from coldstream.train.clips import CachedClips, ClipItem
+from coldstream.train.clips import CachedClips
 from coldstream.train.config import (
+    DataConfig,
     JobConfig,
     ModelConfig,
     OptimConfig,
@@ -122,26 +123,87 @@ class _Timer:
         self.t[key] = self.t.get(key, 0.0) + dt
 
 
-def run_direction(cfg, enc, cache, report, log) -> dict:
-    photos = [p for p in photo_sources(cfg.data_dir or None) if min(_shape(p.path)) >= cfg.direction.min_side]
+def _direction_data(d: DataConfig, enc, seed: int):
+    o = {**dataclasses.asdict(DirectionConfig()), **d.options}
+    photos = [p for p in photo_sources(d.root or None) if min(_shape(p.path)) >= o["min_side"]]
     if len(photos) < 4:
         raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
-    train_names, test_names = direction.split_by_source([p.name for p in photos], cfg.direction.test_frac)
+    train_names, test_names = direction.split_by_source([p.name for p in photos], o["test_frac"])
     trajs = direction.make_trajectories(
-        photos, cfg.direction.per_photo, cfg.size, cfg.frames, seed=cfg.train.seed, speed=tuple(cfg.direction.speed),
-        photo_scale=cfg.direction.photo_scale,
+        photos, d.clips_per_source, d.size, d.frames, seed=seed, speed=tuple(o["speed"]), photo_scale=o["photo_scale"]
     )
     jobs = [
-        FrameJob(direction.trajectory_key(t, cfg.size, cfg.frames), list(range(cfg.frames)),
-                 direction.frame_loader(t, cfg.size, cfg.frames, enc.mean, enc.std), t.source)
+        FrameJob(direction.trajectory_key(t, d.size, d.frames), list(range(d.frames)),
+                 direction.frame_loader(t, d.size, d.frames, enc.mean, enc.std), t.source)
         for t in trajs
     ]  # fmt: skip
-    rep = extract_features(cache, jobs, enc, batch_size=64, desc="direction: encode frames")
-    log(f"direction: {len(photos)} photos ({len(train_names)} train / {len(test_names)} test), {rep.summary()}")
-    report["extract"]["direction"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
-    items = direction.clip_items(trajs, cfg.size, cfg.frames)
+    items = direction.clip_items(trajs, d.size, d.frames)
     train = [i for i in items if i.source in train_names]
     test = [i for i in items if i.source in test_names]
+    return jobs, train, test, direction.DIRECTION_NAMES, []
+
+
+def _arrow_sources(d: DataConfig, enc):
+    o = {**dataclasses.asdict(ArrowConfig()), **d.options}
+    vids = video_sources(d.root or None)
+    if len(vids) < 2:
+        raise RuntimeError(f"only {len(vids)} packaged videos found; fetch them first (see the messages above)")
+    jobs, per_src, skipped = [], {}, []
+    for v in vids:
+        try:
+            n = min(arrow.num_frames(str(v.path)), o["max_frames"])
+        except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
+            skipped.append((v.name, str(e)))
+            continue
+        k = arrow.source_key(v)
+        jobs.append(FrameJob(k, list(range(n)), arrow.frame_loader(str(v.path), d.size, enc.mean, enc.std), v.name))
+        per_src[v.name] = arrow.clip_items(v, k, n, d.frames, o["max_windows"], step=o["step"])
+    return jobs, per_src, skipped
+
+
+def arrow_folds(names: list[str], per_src: dict, folds: int) -> list[list[str]]:
+    """Held-out groups of sources: round-robin by size (balanced); ``folds <= 0`` = leave one source out."""
+    names = sorted(names, key=lambda n: (-len(per_src[n]), n))
+    k = len(names) if folds <= 0 else min(folds, len(names))
+    return [names[i::k] for i in range(k)]
+
+
+def task_data(task: str, d: DataConfig, enc, seed: int = 0):
+    """``(jobs, train_items, eval_items, class_names, skipped)`` of a built-in task (``coldstream train``).
+
+    Options in ``d.options``: direction: DirectionConfig fields; arrow: ArrowConfig fields, with the held-out
+    sources given by ``d.holdout`` (comma-separated names) or else the first fold.
+    """
+    if task == "direction":
+        return _direction_data(d, enc, seed)
+    jobs, per_src, skipped = _arrow_sources(d, enc)
+    o = {**dataclasses.asdict(ArrowConfig()), **d.options}
+    held = [h for h in d.holdout.split(",") if h] or arrow_folds(list(per_src), per_src, o["folds"])[0]
+    unknown = set(held) - set(per_src)
+    if unknown:
+        raise ValueError(f"data.holdout names unknown sources {sorted(unknown)}; known: {sorted(per_src)}")
+    train = [it for n, v in per_src.items() if n not in held for it in v]
+    test = [it for n in held for it in per_src[n]]
+    return jobs, train, test, arrow.CLASS_NAMES, skipped
+
+
+def _data_cfg(cfg: DemoConfig, task: str) -> DataConfig:
+    if task == "direction":
+        opts, per_source = dataclasses.asdict(cfg.direction), cfg.direction.per_photo
+    else:
+        opts, per_source = dataclasses.asdict(cfg.arrow), 0
+    return DataConfig(
+        task=task, root=cfg.data_dir, frames=cfg.frames, size=cfg.size, clips_per_source=per_source, options=opts
+    )
+
+
+def run_direction(cfg, enc, cache, report, log) -> dict:
+    jobs, train, test, _, _ = _direction_data(_data_cfg(cfg, "direction"), enc, cfg.train.seed)
+    rep = extract_features(cache, jobs, enc, batch_size=64, desc="direction: encode frames")
+    train_names, test_names = sorted({i.source for i in train}), sorted({i.source for i in test})
+    log(f"direction: {len(train_names) + len(test_names)} photos ({len(train_names)} train / {len(test_names)} test), "
+        f"{len(train)} train / {len(test)} test clips; {rep.summary()}")  # fmt: skip
+    report["extract"]["direction"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
     out = {}
     for row in cfg.rows:
         trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,
@@ -152,47 +214,31 @@ def run_direction(cfg, enc, cache, report, log) -> dict:
                     "clips_per_s": summary["clips_per_s"], "wall_s": wall}  # fmt: skip
         log(f"direction  {ROW_NAMES.get(row, row):<26} test {ev['accuracy']:.3f}  train {tr['accuracy']:.3f}  "
             f"{summary['clips_per_s']:.0f} clips/s  {wall:.0f} s")  # fmt: skip
-    report["direction"] = {"train_photos": sorted(train_names), "test_photos": sorted(test_names),
+    report["direction"] = {"train_photos": train_names, "test_photos": test_names,
                            "train_clips": len(train), "test_clips": len(test), "rows": out}  # fmt: skip
     return out
 
 
 def run_arrow(cfg, enc, cache, report, log) -> dict:
-    vids = video_sources(cfg.data_dir or None)
-    if len(vids) < 2:
-        raise RuntimeError(f"only {len(vids)} packaged videos found; fetch them first (see the messages above)")
-    a = cfg.arrow
-    keys, counts, jobs = {}, {}, []
-    skipped = []
-    for v in vids:
-        try:
-            n = min(arrow.num_frames(str(v.path)), a.max_frames)
-        except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
-            skipped.append((v.name, str(e)))
-            continue
-        keys[v.name], counts[v.name] = arrow.source_key(v), n
-        jobs.append(FrameJob(keys[v.name], list(range(n)), arrow.frame_loader(str(v.path), cfg.size, enc.mean, enc.std),
-                             v.name))  # fmt: skip
+    jobs, per_src, skipped = _arrow_sources(_data_cfg(cfg, "arrow"), enc)
     rep = extract_features(cache, jobs, enc, batch_size=64, desc="arrow: encode frames")
     skipped += rep.skipped
     bad = {n for n, _ in skipped}
-    log(f"arrow: {len(vids) - len(bad)} videos, {rep.summary()}" + (f"; unreadable: {sorted(bad)}" if bad else ""))
+    per_src = {n: v for n, v in per_src.items() if n not in bad}
+    log(f"arrow: {len(per_src)} videos, {sum(map(len, per_src.values()))} clips; {rep.summary()}"
+        + (f"; unreadable: {sorted(bad)}" if bad else ""))  # fmt: skip
     report["extract"]["arrow"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
-    per_src: dict[str, list[ClipItem]] = {}
-    for v in vids:
-        if v.name in keys and v.name not in bad:
-            per_src[v.name] = arrow.clip_items(v, keys[v.name], counts[v.name], cfg.frames, a.max_windows, step=a.step)
-    names = sorted(per_src, key=lambda n: -len(per_src[n]))
-    k = len(names) if a.folds <= 0 else min(a.folds, len(names))
-    folds = [names[i::k] for i in range(k)]  # round-robin by size, so folds are balanced
+    names = list(per_src)
+    folds = arrow_folds(names, per_src, cfg.arrow.folds)
     out = {}
     for row in cfg.rows:
         correct = n_all = 0
         per_source, walls, rates, train_accs = {}, 0.0, [], []
         for fi, held in enumerate(folds):
             train = [it for n in names if n not in held for it in per_src[n]]
-            trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 2, train, [],
-                                          cache, Path(cfg.out_dir) / "arrow" / row / f"fold{fi}", a.epochs)  # fmt: skip
+            run_dir = Path(cfg.out_dir) / "arrow" / row / f"fold{fi}"
+            shape, prefix = cache.key.feature_shape, enc.num_prefix_tokens
+            trainer, summary, wall = _fit(cfg, row, shape, prefix, 2, train, [], cache, run_dir, cfg.arrow.epochs)
             walls += wall
             rates.append(summary["clips_per_s"])
             train_accs.append(trainer.evaluate(CachedClips(cache, train))["accuracy"])
@@ -230,7 +276,9 @@ def format_table(cfg: DemoConfig, report: dict) -> str:
         rates = [x["clips_per_s"] for x in (dr, ar) if x]
         wall = sum(x["wall_s"] for x in (dr, ar) if x)
         lines.append(
-            f"| {ROW_NAMES.get(row, row)} | {dr['accuracy'] * 100:.1f}% |" if dr else f"| {ROW_NAMES.get(row, row)} | - |"
+            f"| {ROW_NAMES.get(row, row)} | {dr['accuracy'] * 100:.1f}% |"
+            if dr
+            else f"| {ROW_NAMES.get(row, row)} | - |"
         )
         lines[-1] += f" {ar['accuracy'] * 100:.1f}% |" if ar else " - |"
         lines[-1] += f" {sum(rates) / len(rates):.0f} | {wall:.0f} |" if rates else " - | - |"
@@ -290,7 +338,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},  # fmt: skip
-        "encoder": {"name": enc.name, "weights_id": enc.weights_id, "size": cfg.size, "feature_shape": list(key.feature_shape)},
+        "encoder": {"name": enc.name, "weights_id": enc.weights_id, "size": cfg.size,
+                    "feature_shape": list(key.feature_shape)},
         "extract": {},
     }  # fmt: skip
     for task in cfg.tasks:

@@ -124,6 +124,7 @@ class Trainer:
             else (lambda: nullcontext())
         )
         self._stop_signal: int | None = None
+        self.extra: dict = {}  # saved in every checkpoint (class names, feature shape, ...)
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     @property
@@ -148,6 +149,7 @@ class Trainer:
             rng=rng_state(),
             history=self.history,
             config=to_dict(self.cfg),
+            extra=self.extra,
         )
 
     def resume(self, path: Path | None = None) -> bool:

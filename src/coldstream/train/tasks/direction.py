@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ def trajectory_key(traj: Trajectory, size: int, frames: int) -> str:
     return video_key(_photo_hash(traj.path), sampling)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo_hash(path: str) -> str:
     return file_content_hash(path)
 
