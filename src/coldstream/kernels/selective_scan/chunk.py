@@ -1,16 +1,20 @@
-"""Triton forward and backward of the selective scan, chunked along time.
+"""Triton forward and backward of the selective scan.
 
-Each program (axis 0: sequence, axis 1: channel block) owns ``BLOCK_D`` channels of one sequence and walks time
-in chunks of ``K`` steps. Inside a chunk the ``[BLOCK_D, N, K]`` tile of the recurrence is solved with
-``tl.associative_scan`` (the K steps in parallel) and the ``[BLOCK_D, N]`` fp32 state is carried between chunks in
-registers. The forward stores the state at every chunk start after the first (``ckpt``); the backward walks the
-chunks in reverse, recomputes the chunk's states from its checkpoint, and runs the adjoint recurrence as a second
-forward scan over time-reversed loads (``tl.flip`` brings it back to time order; ``associative_scan(reverse=True)``
-has had bugs, so it is not used). At T <= K nothing but the output is written, which is what makes the short-T,
-huge-batch case fast. dA, dB, dC, dD and d(delta_bias) are reduced with fp32 atomics (not bitwise deterministic).
+Forward (``selective_scan_fwd_seq_kernel``): a plain time loop in which each thread owns one channel and its N fp32
+states, so the recurrence and the readout sum over N never leave the thread (no shuffles, no barriers); the state
+is stored every K steps (``ckpt``, nothing at T <= K) for the backward. This is what makes the short-T, huge-batch
+case fast: the forward reads u, delta, z once and writes out once, and is bound by the N exponentials per step.
 
-Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]``; A ``[D, N]`` fp32; state
-``[S, D, N]`` fp32. With ``VARLEN`` the batch is 1 and program ``s`` runs ``cu_seqlens[s]:cu_seqlens[s + 1]``.
+Backward (``selective_scan_bwd_kernel``): program (sequence group, channel block) walks the K-step chunks in
+reverse. It recomputes the chunk's states from its checkpoint as an ``[N, BLOCK_D, K]`` tile with
+``tl.associative_scan`` over time, and runs the adjoint recurrence g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1} as a
+second forward scan over time-reversed loads (``tl.flip`` brings it back to time order;
+``associative_scan(reverse=True)`` has had bugs, so it is not used). dA, dB, dC, dD and d(delta_bias) are reduced
+with fp32 atomics (not bitwise deterministic run to run).
+
+Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]`` (the forward takes them time-major,
+``[B, G, T, N]``); A ``[D, N]`` fp32; state ``[S, D, N]`` fp32. With ``VARLEN`` the batch is 1 and sequence ``s``
+runs ``cu_seqlens[s]:cu_seqlens[s + 1]``.
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ def _softplus(x):
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
-@triton.jit
-def selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr,
+@triton.jit(do_not_specialize=["stride_a_d", "stride_a_n"])
+def selective_scan_fwd_seq_kernel(
+    u_ptr, delta_ptr, A_ptr, BT_ptr, CT_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr,
     out_ptr, hlast_ptr, ckpt_ptr,
-    T, DIM, G, n_ckpt,
+    T, DIM, G, n_ckpt, stride_a_d, stride_a_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, STORE_CKPT: tl.constexpr,
 ):
+    """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
+    channels across lanes and warps), so neither the recurrence nor the readout sum over N crosses threads.
+    B and C come time-major (``BT``, ``CT``: ``[B, G, T, N]``) so each step reads them as one vector. The state
+    is stored every K steps (``ckpt``) for the chunked backward."""
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
     if VARLEN:
@@ -52,57 +60,48 @@ def selective_scan_fwd_kernel(
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
     offs_n = tl.arange(0, N)
-    offs_k = tl.arange(0, K)
     group = (pid_d * BLOCK_D) // (DIM // G)
-    x_base = row * DIM * T + offs_d.to(tl.int64)[:, None] * T  # [BLOCK_D, 1]
-    bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[:, None] * T  # [N, 1]
-    state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]  # [BLOCK_D, N]
-
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+    x_base = row * DIM * T + offs_d.to(tl.int64) * T  # [BLOCK_D]
+    bc_base = (row * G + group) * T * N + offs_n  # [N]
+    # A and the states through unspecialised strides (stride_a_d = N, stride_a_n = 1): a visibly contiguous N axis
+    # would make Triton spread N over lanes for the whole loop, and every readout sum would cross threads
+    state_in = offs_d.to(tl.int64)[None, :] * stride_a_d + offs_n[:, None] * stride_a_n  # [N, BLOCK_D]
+    state_off = pid_s * DIM * N + state_in
+    A = tl.load(A_ptr + state_in, mask=mask_d[None, :], other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_H0:
-        h = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+        h = tl.load(h0_ptr + state_off, mask=mask_d[None, :], other=0.0).to(tl.float32)
     else:
-        h = tl.zeros([BLOCK_D, N], dtype=tl.float32)
-
-    n_chunks = tl.cdiv(eos - bos, K)
-    for c in range(0, n_chunks):
+        h = tl.zeros([N, BLOCK_D], dtype=tl.float32)
+    for t in range(bos, eos):
         if STORE_CKPT:
-            if c > 0:
-                ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
-                tl.store(ckpt_ptr + ck, h, mask=mask_d[:, None])
-        t = bos + c * K + offs_k  # [K]
-        mask_t = t < eos
-        m2 = mask_d[:, None] & mask_t[None, :]
-        u = tl.load(u_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
-        dt = tl.load(delta_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            i = t - bos
+            if (i % K == 0) & (i > 0):
+                ck = ((pid_s * n_ckpt + i // K - 1) * DIM) * N + state_in
+                tl.store(ckpt_ptr + ck, h, mask=mask_d[None, :])
+        u = tl.load(u_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
+        dt = tl.load(delta_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt += bias[:, None]
+            dt += bias
         if SOFTPLUS:
             dt = _softplus(dt)
-        dt = tl.where(m2, dt, 0.0)  # padded steps: decay 1, drive 0
-        Bt = tl.load(B_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)  # [N, K]
-        Ct = tl.load(C_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
-        decay = tl.exp(dt[:, None, :] * A[:, :, None])  # [BLOCK_D, N, K]
+        Bt = tl.load(BT_ptr + bc_base + t * N).to(tl.float32)  # [N]
+        Ct = tl.load(CT_ptr + bc_base + t * N).to(tl.float32)
+        decay = tl.exp(dt[None, :] * A)  # [N, BLOCK_D]
         if HAS_RESETS:
-            rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
-            decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
-        drive = (dt * u)[:, None, :] * Bt[None, :, :]
-        # the carried state enters through the chunk's first step, so only the h half of the scan stays live
-        drive = tl.where(offs_k[None, None, :] == 0, drive + decay * h[:, :, None], drive)
-        _, hs = tl.associative_scan((decay, drive), 2, _first_order)
-        y = tl.sum(hs * Ct[None, :, :], axis=1)  # [BLOCK_D, K]
+            decay = tl.where(tl.load(resets_ptr + row * T + t) != 0, 0.0, decay)
+        h = decay * h + (dt * u)[None, :] * Bt[:, None]
+        y = tl.sum(h * Ct[:, None], axis=0)  # [BLOCK_D]
         if HAS_D:
-            y += Dv[:, None] * u
+            y += Dv * u
         if HAS_Z:
-            zz = tl.load(z_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            zz = tl.load(z_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
-        tl.store(out_ptr + x_base + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
-        h = tl.sum(tl.where(offs_k[None, None, :] == K - 1, hs, 0.0), axis=2)
-    tl.store(hlast_ptr + state_off, h, mask=mask_d[:, None])
+        tl.store(out_ptr + x_base + t, y.to(out_ptr.dtype.element_ty), mask=mask_d)
+    tl.store(hlast_ptr + state_off, h, mask=mask_d[None, :])
 
 
 @triton.jit
@@ -124,12 +123,12 @@ def selective_scan_bwd_kernel(
     offs_n = tl.arange(0, N)
     offs_k = tl.arange(0, K)
     group = (pid_d * BLOCK_D) // (DIM // G)
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + offs_d[None, :] * N + offs_n[:, None], mask=mask_d[None, :], other=0.0).to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    dA_acc = tl.zeros([N, BLOCK_D, K], dtype=tl.float32)  # summed over time once, at the end
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
 
@@ -147,24 +146,24 @@ def selective_scan_bwd_kernel(
                 row = pid_s
             x_base = row * DIM * T + offs_d.to(tl.int64)[:, None] * T
             bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[:, None] * T
-            state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
+            state_off = pid_s * DIM * N + offs_d.to(tl.int64)[None, :] * N + offs_n[:, None]
             if HAS_DLAST:
-                g_carry = tl.load(dlast_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                g_carry = tl.load(dlast_ptr + state_off, mask=mask_d[None, :], other=0.0).to(tl.float32)
             else:
-                g_carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+                g_carry = tl.zeros([N, BLOCK_D], dtype=tl.float32)
             dh0 = g_carry  # an empty sequence hands its state straight through
             n_chunks = tl.cdiv(eos - bos, K)
             for cc in range(0, n_chunks):
                 c = n_chunks - 1 - cc
                 # state entering the chunk
-                h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+                h_in = tl.zeros([N, BLOCK_D], dtype=tl.float32)
                 if HAS_H0:
                     if c == 0:
-                        h_in = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                        h_in = tl.load(h0_ptr + state_off, mask=mask_d[None, :], other=0.0).to(tl.float32)
                 if HAS_CKPT:
                     if c > 0:
-                        ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
-                        h_in = tl.load(ckpt_ptr + ck, mask=mask_d[:, None], other=0.0)
+                        ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[None, :] * N + offs_n[:, None]
+                        h_in = tl.load(ckpt_ptr + ck, mask=mask_d[None, :], other=0.0)
                 # ---- forward recompute, time in order: t = t0 + k
                 t = bos + c * K + offs_k
                 mask_t = t < eos
@@ -180,19 +179,20 @@ def selective_scan_bwd_kernel(
                 dt = tl.where(m2, dt, 0.0)
                 Bt = tl.load(B_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
                 Ct = tl.load(C_ptr + bc_base + t[None, :], mask=mask_t[None, :], other=0.0).to(tl.float32)
-                decay = tl.exp(dt[:, None, :] * A[:, :, None])
+                decay = tl.exp(dt[None, :, :] * A[:, :, None])
                 if HAS_RESETS:
                     rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
                     decay = tl.where(rs[None, None, :] != 0, 0.0, decay)
-                drive = (dt * u)[:, None, :] * Bt[None, :, :]
+                drive = (dt * u)[None, :, :] * Bt[:, None, :]
                 drive_in = tl.where(offs_k[None, None, :] == 0, drive + decay * h_in[:, :, None], drive)
-                _, hs = tl.associative_scan((decay, drive_in), 2, _first_order)  # h_t  [BLOCK_D, N, K]
-                decay0 = tl.sum(tl.where(offs_k[None, None, :] == 0, decay, 0.0), axis=2)  # [BLOCK_D, N], resets in
+                _, hs = tl.associative_scan((decay, drive_in), 2, _first_order)  # h_t  [N, BLOCK_D, K]
+                if HAS_H0:
+                    decay0 = tl.sum(tl.where(offs_k[None, None, :] == 0, decay, 0.0), axis=2)  # resets included
                 dout = tl.load(dout_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
                 if HAS_Z:
                     zz = tl.load(z_ptr + x_base + t[None, :], mask=m2, other=0.0).to(tl.float32)
                     sz = tl.sigmoid(zz)
-                    y = tl.sum(hs * Ct[None, :, :], axis=1)
+                    y = tl.sum(hs * Ct[:, None, :], axis=0)
                     if HAS_D:
                         y += Dv[:, None] * u
                     dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
@@ -201,7 +201,7 @@ def selective_scan_bwd_kernel(
                 else:
                     gy = dout
                 # dC[t, n] = sum_d gy * h_t
-                dC_part = tl.sum(gy[:, None, :] * hs, axis=0)  # [N, K]
+                dC_part = tl.sum(gy[None, :, :] * hs, axis=1)  # [N, K]
                 tl.atomic_add(dC_ptr + bc_base + t[None, :], dC_part, mask=mask_t[None, :])
                 hm = hs - drive  # decay_t * h_{t-1}; keeps one tile live through the adjoint scan instead of two
                 # ---- adjoint recurrence, time reversed: t = t0 + K - 1 - k
@@ -222,26 +222,30 @@ def selective_scan_bwd_kernel(
                     dtn += bias[:, None]
                 if SOFTPLUS:
                     dtn = _softplus(dtn)
-                decay_n = tl.where(mask_tn[None, None, :], tl.exp(dtn[:, None, :] * A[:, :, None]), 1.0)
+                decay_n = tl.where(mask_tn[None, None, :], tl.exp(dtn[None, :, :] * A[:, :, None]), 1.0)
                 if HAS_RESETS:
                     rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
                     decay_n = tl.where(rn[None, None, :] != 0, 0.0, decay_n)
-                gh = dout_r[:, None, :] * Cr[None, :, :]
+                gh = dout_r[None, :, :] * Cr[:, None, :]
                 gh = tl.where(offs_k[None, None, :] == 0, gh + decay_n * g_carry[:, :, None], gh)
                 _, g_rev = tl.associative_scan((decay_n, gh), 2, _first_order)  # dL/dh_t in reversed order
-                g_carry = tl.sum(tl.where(offs_k[None, None, :] == K - 1, g_rev, 0.0), axis=2)  # dL/dh_{t0}
+                # dL/dh_{t0}: carried into the previous chunk, or (first chunk) the initial state's gradient
+                if c > 0:
+                    g_carry = tl.sum(tl.where(offs_k[None, None, :] == K - 1, g_rev, 0.0), axis=2)
+                if HAS_H0:
+                    if c == 0:
+                        dh0 = decay0 * tl.sum(tl.where(offs_k[None, None, :] == K - 1, g_rev, 0.0), axis=2)
                 g = tl.flip(g_rev, 2)  # back to time order
-                dh0 = decay0 * g_carry
                 # ---- parameter and input gradients, time in order
                 q = g * hm  # g_t * decay_t * h_{t-1}
-                dA_acc += tl.sum(q * dt[:, None, :], axis=2)
-                gB = tl.sum(g * Bt[None, :, :], axis=1)  # [BLOCK_D, K]
-                ddt = tl.sum(q * A[:, :, None], axis=1) + u * gB
+                dA_acc += q * dt[None, :, :]
+                gB = tl.sum(g * Bt[:, None, :], axis=0)  # [BLOCK_D, K]
+                ddt = tl.sum(q * A[:, :, None], axis=0) + u * gB
                 du = dt * gB
                 if HAS_D:
                     du += gy * Dv[:, None]
                     dD_acc += tl.sum(gy * u, axis=1)
-                dB_part = tl.sum(g * (dt * u)[:, None, :], axis=0)  # [N, K]
+                dB_part = tl.sum(g * (dt * u)[None, :, :], axis=1)  # [N, K]
                 tl.atomic_add(dB_ptr + bc_base + t[None, :], dB_part, mask=mask_t[None, :])
                 if SOFTPLUS:
                     ddt = ddt * tl.sigmoid(dt_raw)
@@ -251,8 +255,8 @@ def selective_scan_bwd_kernel(
                 tl.store(du_ptr + x_base + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
                 tl.store(ddelta_ptr + x_base + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
             if HAS_H0:
-                tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
-    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None])
+                tl.store(dh0_ptr + state_off, dh0, mask=mask_d[None, :])
+    tl.atomic_add(dA_ptr + offs_d[None, :] * N + offs_n[:, None], tl.sum(dA_acc, axis=2), mask=mask_d[None, :])
     if HAS_D:
         tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d)
     if HAS_BIAS:

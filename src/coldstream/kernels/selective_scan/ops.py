@@ -11,13 +11,15 @@ import torch
 import triton
 from torch.library import triton_op, wrap_triton
 
-from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_kernel
+from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_seq_kernel
 from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
 from .step import selective_state_update_kernel
 
-BLOCK_D = 16
-CHUNK = 16
+BLOCK_D = 16  # backward: channels per program (the [N, BLOCK_D, K] chunk tile)
+CHUNK = 16  # backward chunk length K; the forward stores the state every K steps
 NUM_WARPS = 8
+FWD_NUM_WARPS = 4
+FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
 
 
 def _chunk_len(max_len: int) -> int:
@@ -29,16 +31,16 @@ def triton_unsupported(A: torch.Tensor, dim: int, groups: int) -> str | None:
     n = A.shape[1]
     if n & (n - 1) or n > 64:
         return f"d_state must be a power of two <= 64 for the Triton kernels (got {n})"
-    if groups > 1 and (dim // groups) % _block_d(dim, groups):
-        return f"channels per group ({dim // groups}) must be a multiple of the channel block"
     return None
 
 
-def _block_d(dim: int, groups: int) -> int:
-    per_group = dim // groups
+def _block_d(dim: int, groups: int, base: int = BLOCK_D) -> int:
+    """Channel block: ``base``, capped by the channel count, and dividing the group size when B/C are grouped."""
+    block = min(base, triton.next_power_of_2(dim))
     if groups == 1:
-        return BLOCK_D
-    return min(BLOCK_D, per_group & -per_group)  # largest power of two dividing the group size
+        return block
+    per_group = dim // groups
+    return min(block, per_group & -per_group)  # largest power of two dividing the group size
 
 
 def _empty(ref: torch.Tensor) -> torch.Tensor:
@@ -80,17 +82,18 @@ def selective_scan_fwd(
     out = torch.empty_like(u)
     last = u.new_empty((n_seq, dim, n_state), dtype=torch.float32)
     ckpt = u.new_empty((n_seq, n_ckpt, dim, n_state), dtype=torch.float32)
-    bd = _block_d(dim, B.shape[1])
+    bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
-    wrap_triton(selective_scan_fwd_kernel)[grid](
-        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens,
+    wrap_triton(selective_scan_fwd_seq_kernel)[grid](
+        u, delta, A, B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous(), D, z, delta_bias,
+        initial_state, resets, cu_seqlens,
         out, last, ckpt,
-        T, dim, B.shape[1], n_ckpt,
+        T, dim, B.shape[1], n_ckpt, A.stride(0), A.stride(1),
         N=n_state, BLOCK_D=bd, K=K,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
         STORE_CKPT=n_ckpt > 0,
-        num_warps=NUM_WARPS,
+        num_warps=FWD_NUM_WARPS,
     )
     return out, last, ckpt
 
