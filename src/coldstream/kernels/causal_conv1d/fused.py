@@ -136,6 +136,7 @@ def causal_conv1d_bwd_kernel(
                     in_s = (p >= 0) & (p < W - 1)
                     tl.store(dinit_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1) + p[None, :],
                              dxx.to(dinit_ptr.dtype.element_ty), mask=mask_d[:, None] & in_s[None, :])
-    tl.atomic_add(dw_ptr + offs_d[:, None] * W + offs_w[None, :], dw_acc, mask=mask_d[:, None] & (offs_w < W)[None, :])
+    tl.atomic_add(dw_ptr + offs_d[:, None] * W + offs_w[None, :], dw_acc, mask=mask_d[:, None] & (offs_w < W)[None, :],
+                  sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, db_acc, mask=mask_d)
+        tl.atomic_add(dbias_ptr + offs_d, db_acc, mask=mask_d, sem="relaxed")

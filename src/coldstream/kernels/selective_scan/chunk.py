@@ -202,7 +202,7 @@ def selective_scan_bwd_kernel(
                     gy = dout
                 # dC[t, n] = sum_d gy * h_t
                 dC_part = tl.sum(gy[None, :, :] * hs, axis=1)  # [N, K]
-                tl.atomic_add(dC_ptr + bc_base + t[None, :], dC_part, mask=mask_t[None, :])
+                tl.atomic_add(dC_ptr + bc_base + t[None, :], dC_part, mask=mask_t[None, :], sem="relaxed")
                 hm = hs - drive  # decay_t * h_{t-1}; keeps one tile live through the adjoint scan instead of two
                 # ---- adjoint recurrence, time reversed: t = t0 + K - 1 - k
                 tr = bos + c * K + (K - 1 - offs_k)
@@ -246,7 +246,7 @@ def selective_scan_bwd_kernel(
                     du += gy * Dv[:, None]
                     dD_acc += tl.sum(gy * u, axis=1)
                 dB_part = tl.sum(g * (dt * u)[None, :, :], axis=1)  # [N, K]
-                tl.atomic_add(dB_ptr + bc_base + t[None, :], dB_part, mask=mask_t[None, :])
+                tl.atomic_add(dB_ptr + bc_base + t[None, :], dB_part, mask=mask_t[None, :], sem="relaxed")
                 if SOFTPLUS:
                     ddt = ddt * tl.sigmoid(dt_raw)
                 ddt = tl.where(m2, ddt, 0.0)
@@ -256,8 +256,9 @@ def selective_scan_bwd_kernel(
                 tl.store(ddelta_ptr + x_base + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
             if HAS_H0:
                 tl.store(dh0_ptr + state_off, dh0, mask=mask_d[None, :])
-    tl.atomic_add(dA_ptr + offs_d[None, :] * N + offs_n[:, None], tl.sum(dA_acc, axis=2), mask=mask_d[None, :])
+    tl.atomic_add(dA_ptr + offs_d[None, :] * N + offs_n[:, None], tl.sum(dA_acc, axis=2), mask=mask_d[None, :],
+                  sem="relaxed")
     if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d)
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d)
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
