@@ -98,7 +98,11 @@ def load_depth(path: str | os.PathLike, size: int | None = None) -> dict[str, to
     d = z["depth"]
     _need(d.ndim == 3, path, f"depth must be [T, H, W], got {d.shape}")
     if size is not None:
-        _need(d.shape[1:] == (size, size), path, f"depth maps are {d.shape[1]}x{d.shape[2]}, not {size}x{size} (the preprocessed frame)")
+        _need(
+            d.shape[1:] == (size, size),
+            path,
+            f"depth maps are {d.shape[1]}x{d.shape[2]}, not {size}x{size} (the preprocessed frame)",
+        )
     _need(bool(np.isfinite(d).all()) and d.min() >= 0, path, "depth must be finite and >= 0 (0 marks no measurement)")
     return {"depth": torch.from_numpy(d.astype(np.float32)), "frames": _frames(z["frames"], d.shape[0], path)}
 
