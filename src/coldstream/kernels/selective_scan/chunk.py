@@ -34,18 +34,19 @@ def _softplus(x):
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
-@triton.jit(do_not_specialize=["stride_a_d", "stride_a_n"])
+@triton.jit(do_not_specialize=["stride_s_d", "stride_s_n", "stride_at_n", "stride_bc_n"])
 def selective_scan_fwd_seq_kernel(
-    u_ptr, delta_ptr, A_ptr, BT_ptr, CT_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr,
+    u_ptr, delta_ptr, AT_ptr, BT_ptr, CT_ptr, D_ptr, z_ptr, bias_ptr, h0T_ptr, resets_ptr, cu_ptr,
     out_ptr, hlast_ptr, ckpt_ptr,
-    T, DIM, G, n_ckpt, stride_a_d, stride_a_n,
+    T, DIM, G, n_ckpt, stride_s_d, stride_s_n, stride_at_n, stride_bc_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, STORE_CKPT: tl.constexpr,
 ):
     """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
     channels across lanes and warps), so neither the recurrence nor the readout sum over N crosses threads.
-    B and C come time-major (``BT``, ``CT``: ``[B, G, T, N]``) so each step reads them as one vector. The state
+    B and C come time-major (``BT``, ``CT``: ``[B, G, T, N]``), A and the initial state channel-major (``AT`` [N, D],
+    ``h0T`` [S, N, D]). The state
     is stored every K steps (``ckpt``) for the chunked backward."""
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -62,18 +63,22 @@ def selective_scan_fwd_seq_kernel(
     offs_n = tl.arange(0, N)
     group = (pid_d * BLOCK_D) // (DIM // G)
     x_base = row * DIM * T + offs_d.to(tl.int64) * T  # [BLOCK_D]
-    bc_base = (row * G + group) * T * N + offs_n  # [N]
-    # A and the states through unspecialised strides (stride_a_d = N, stride_a_n = 1): a visibly contiguous N axis
-    # would make Triton spread N over lanes for the whole loop, and every readout sum would cross threads
-    state_in = offs_d.to(tl.int64)[None, :] * stride_a_d + offs_n[:, None] * stride_a_n  # [N, BLOCK_D]
+    bc_base = (row * G + group) * T * N + offs_n * stride_bc_n  # [N]
+    # Layout steering: the loop's [N, BLOCK_D] layout follows the loads. A is read transposed (AT [N, D], channels
+    # contiguous, row stride unspecialised so nothing is vectorised) and the states and B, C through unspecialised
+    # strides (stride_s_d = N, stride_s_n = stride_bc_n = 1): a visibly contiguous N axis makes Triton spread N over
+    # lanes, and every readout sum would then cross threads.
+    state_in = offs_d.to(tl.int64)[None, :] * stride_s_d + offs_n[:, None] * stride_s_n  # [N, BLOCK_D]
     state_off = pid_s * DIM * N + state_in
-    A = tl.load(A_ptr + state_in, mask=mask_d[None, :], other=0.0).to(tl.float32)
+    A = tl.load(AT_ptr + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :], other=0.0)
+    A = A.to(tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_H0:
-        h = tl.load(h0_ptr + state_off, mask=mask_d[None, :], other=0.0).to(tl.float32)
+    if HAS_H0:  # h0T [S, N, D]: read like AT, for the same reason
+        h = tl.load(h0T_ptr + pid_s * N * DIM + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :],
+                    other=0.0).to(tl.float32)
     else:
         h = tl.zeros([N, BLOCK_D], dtype=tl.float32)
     for t in range(bos, eos):

@@ -85,10 +85,10 @@ def selective_scan_fwd(
     bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
     wrap_triton(selective_scan_fwd_seq_kernel)[grid](
-        u, delta, A, B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous(), D, z, delta_bias,
-        initial_state, resets, cu_seqlens,
+        u, delta, A.t().contiguous(), B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous(), D, z,
+        delta_bias, None if initial_state is None else initial_state.transpose(1, 2).contiguous(), resets, cu_seqlens,
         out, last, ckpt,
-        T, dim, B.shape[1], n_ckpt, A.stride(0), A.stride(1),
+        T, dim, B.shape[1], n_ckpt, n_state, 1, dim, 1,
         N=n_state, BLOCK_D=bd, K=K,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
