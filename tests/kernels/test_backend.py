@@ -37,3 +37,9 @@ def test_unknown_backend_is_rejected():
 def test_auto_uses_triton_on_cuda():
     a = torch.randn(4, device="cuda")
     assert _backend.resolve_backend("gated_blend", "auto", [a]) == "triton"
+
+
+def test_auto_backend_traces_under_torch_compile_fullgraph():
+    a = torch.randn(3, 4, requires_grad=True)
+    compiled = torch.compile(lambda a: gated_blend(a, 2 * a, a), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(a), gated_blend(a, 2 * a, a))

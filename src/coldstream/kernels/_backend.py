@@ -19,13 +19,20 @@ log = logging.getLogger("coldstream.kernels")
 _logged: set[tuple[str, str, str]] = set()
 
 
-def triton_available() -> str | None:
-    """``None`` if Triton imports, else the reason it does not."""
+def _probe_triton() -> str | None:
     try:
         import triton  # noqa: F401
     except Exception as exc:  # pragma: no cover - depends on the environment
         return f"triton is not importable ({exc}); install it with `pip install triton`"
     return None
+
+
+_TRITON_REASON = _probe_triton()  # probed once: nothing below imports or reads files while torch.compile traces
+
+
+def triton_available() -> str | None:
+    """``None`` if Triton imports, else the reason it does not."""
+    return _TRITON_REASON
 
 
 def interpreting() -> bool:
@@ -62,6 +69,8 @@ def resolve_backend(op: str, backend: str, tensors: list[torch.Tensor | None]) -
             )
         return "triton"
     choice = "triton" if reason is None and present and present[0].is_cuda else "reference"
+    if torch.compiler.is_compiling():  # logging would break the graph; the eager call logs
+        return choice
     key = (op, choice, present[0].device.type if present else "none")
     if key not in _logged:
         _logged.add(key)

@@ -9,6 +9,7 @@ import torch
 from .._backend import resolve_backend
 from .._checks import check_varlen, expect, expect_float
 from .naive import causal_conv1d_ref, causal_conv1d_update_ref
+from .ops import causal_conv1d_apply, causal_conv1d_update_triton
 
 
 class CausalConv1dOutput(NamedTuple):
@@ -54,7 +55,6 @@ def causal_conv1d(
     expect("initial_state", initial_state, (n_seq, dim, width - 1), "[S, D, W - 1]")
     act = "silu" if activation in ("silu", "swish") else None
     be = resolve_backend("causal_conv1d", backend, [x, weight, bias, initial_state])
-    from .ops import causal_conv1d_apply
 
     out, final = causal_conv1d_apply(be, x, weight, bias, initial_state, act, resets, cu_seqlens)
     return CausalConv1dOutput(out, final) if return_final_state else out
@@ -89,7 +89,6 @@ def causal_conv1d_update(
     be = resolve_backend("causal_conv1d_update", backend, [x, conv_state, weight, bias])
     if be == "reference":
         return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
-    from .ops import causal_conv1d_update_triton
 
     return causal_conv1d_update_triton(x, conv_state, weight, bias, act)
 

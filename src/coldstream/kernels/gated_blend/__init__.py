@@ -7,6 +7,7 @@ import torch
 from .._backend import resolve_backend
 from .._checks import expect, expect_float
 from .naive import gated_blend_ref
+from .ops import gated_blend_apply
 
 
 def gated_blend(a: torch.Tensor, b: torch.Tensor, logits: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
@@ -19,7 +20,6 @@ def gated_blend(a: torch.Tensor, b: torch.Tensor, logits: torch.Tensor, *, backe
     for name, t in (("a", a), ("b", b), ("logits", logits)):
         expect_float(name, t)
     be = resolve_backend("gated_blend", backend, [a, b, logits])
-    from .ops import gated_blend_apply
 
     return gated_blend_apply(be, a, b, logits)
 

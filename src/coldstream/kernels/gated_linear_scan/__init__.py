@@ -9,6 +9,7 @@ import torch
 from .._backend import resolve_backend
 from .._checks import check_varlen, expect, expect_float
 from .naive import gated_linear_scan_ref
+from .ops import gated_linear_scan_apply
 
 
 class ScanOutput(NamedTuple):
@@ -44,7 +45,6 @@ def gated_linear_scan(
     n_seq = check_varlen(batch, T, resets, cu_seqlens)
     expect("initial_state", initial_state, (n_seq, dim), "[S, D]")
     be = resolve_backend("gated_linear_scan", backend, [x, a, initial_state])
-    from .ops import gated_linear_scan_apply
 
     out, final = gated_linear_scan_apply(be, x, a, initial_state, resets, cu_seqlens, log_gates)
     return ScanOutput(out, final if output_final_state else None)

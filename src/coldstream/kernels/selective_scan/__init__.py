@@ -9,6 +9,7 @@ import torch
 from .._backend import resolve_backend
 from .._checks import check_varlen, expect, expect_float
 from .naive import selective_scan_ref, selective_state_update_ref
+from .ops import selective_scan_apply, selective_state_update_triton
 
 
 class SelectiveScanOutput(NamedTuple):
@@ -71,7 +72,6 @@ def selective_scan(
     """
     _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens)
     be = resolve_backend("selective_scan", backend, [u, delta, A, B, C, D, z, delta_bias, initial_state])
-    from .ops import selective_scan_apply
 
     out, last = selective_scan_apply(
         be, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
@@ -118,7 +118,6 @@ def selective_state_update(
     be = resolve_backend("selective_state_update", backend, [state, x, dt, A, B, C, D, z, dt_bias])
     if be == "reference":
         return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-    from .ops import selective_state_update_triton
 
     return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
 
