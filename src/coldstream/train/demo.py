@@ -58,7 +58,9 @@ ROW_NAMES = {
 class DirectionConfig:
     """Direction-of-motion task."""
 
-    per_photo: int = 10  # trajectories per photo (each gives a forward and a reversed clip)
+    per_photo: int = 8  # trajectories per photo
+    traj_frames: int = 24  # frames per trajectory; every 16-frame window of it is a clip, forward and reversed
+    window_step: int = 2  # frames between window starts
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
     speed: tuple[float, float] = (6.0, 12.0)  # crop speed range, pixels per frame (at frame size `size`)
@@ -108,7 +110,8 @@ def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items
     job = _job(cfg, core, out, epochs)
     torch.manual_seed(job.train.seed)
     model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
-    trainer = Trainer(model, ClassificationTask(classes), CachedClips(cache, train_items), None, job)
+    test = CachedClips(cache, test_items) if test_items else None  # evaluated after every epoch
+    trainer = Trainer(model, ClassificationTask(classes), CachedClips(cache, train_items), test, job)
     t0 = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - t0
@@ -129,15 +132,16 @@ def _direction_data(d: DataConfig, enc, seed: int):
     if len(photos) < 4:
         raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
     train_names, test_names = direction.split_by_source([p.name for p in photos], o["test_frac"])
+    tf = max(d.frames, o["traj_frames"])
     trajs = direction.make_trajectories(
-        photos, d.clips_per_source, d.size, d.frames, seed=seed, speed=tuple(o["speed"]), photo_scale=o["photo_scale"]
+        photos, d.clips_per_source, d.size, tf, seed=seed, speed=tuple(o["speed"]), photo_scale=o["photo_scale"]
     )
     jobs = [
-        FrameJob(direction.trajectory_key(t, d.size, d.frames), list(range(d.frames)),
-                 direction.frame_loader(t, d.size, d.frames, enc.mean, enc.std), t.source)
+        FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
+                 direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
         for t in trajs
     ]  # fmt: skip
-    items = direction.clip_items(trajs, d.size, d.frames)
+    items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
     train = [i for i in items if i.source in train_names]
     test = [i for i in items if i.source in test_names]
     return jobs, train, test, direction.DIRECTION_NAMES, []
@@ -238,7 +242,8 @@ def run_arrow(cfg, enc, cache, report, log) -> dict:
             train = [it for n in names if n not in held for it in per_src[n]]
             run_dir = Path(cfg.out_dir) / "arrow" / row / f"fold{fi}"
             shape, prefix = cache.key.feature_shape, enc.num_prefix_tokens
-            trainer, summary, wall = _fit(cfg, row, shape, prefix, 2, train, [], cache, run_dir, cfg.arrow.epochs)
+            test = [it for n in held for it in per_src[n]]
+            trainer, summary, wall = _fit(cfg, row, shape, prefix, 2, train, test, cache, run_dir, cfg.arrow.epochs)
             walls += wall
             rates.append(summary["clips_per_s"])
             train_accs.append(trainer.evaluate(CachedClips(cache, train))["accuracy"])

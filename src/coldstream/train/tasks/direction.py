@@ -101,14 +101,19 @@ def _photo_hash(path: str) -> str:
     return file_content_hash(path)
 
 
-def clip_items(trajs: list[Trajectory], size: int, frames: int) -> list[ClipItem]:
-    """Two clips per trajectory: forward (label d) and reversed (label d + 4 mod 8), same cached frames."""
+def clip_items(trajs: list[Trajectory], size: int, traj_frames: int, clip_frames: int, step: int = 1) -> list[ClipItem]:
+    """Clips of ``clip_frames`` frames from trajectories of ``traj_frames`` frames: every window (started every
+    ``step`` frames) forward (label d) and reversed (label d + 4 mod 8), all reading the same cached frames.
+
+    Longer trajectories give many clips per encoded frame, and a frame that ends a forward window also ends a
+    reversed one, so the last frame alone does not give the label away."""
     items = []
-    fwd = tuple(range(frames))
     for t in trajs:
-        k = trajectory_key(t, size, frames)
-        items.append(ClipItem(k, fwd, t.direction, t.source))
-        items.append(ClipItem(k, fwd[::-1], (t.direction + 4) % NUM_DIRECTIONS, t.source))
+        k = trajectory_key(t, size, traj_frames)
+        for a in range(0, traj_frames - clip_frames + 1, step):
+            fwd = tuple(range(a, a + clip_frames))
+            items.append(ClipItem(k, fwd, t.direction, t.source))
+            items.append(ClipItem(k, fwd[::-1], (t.direction + 4) % NUM_DIRECTIONS, t.source))
     return items
 
 
