@@ -20,7 +20,8 @@ STEP_BLOCK_D = 64
 
 
 def _blocks(dim: int, T: int, block_d: int = BLOCK_D, block_t: int = BLOCK_T) -> tuple[int, int]:
-    return min(block_d, triton.next_power_of_2(dim)), min(block_t, triton.next_power_of_2(T))
+    # int(): under torch.compile / opcheck with dynamic shapes these are SymInts; block sizes must be plain ints
+    return min(block_d, triton.next_power_of_2(int(dim))), min(block_t, triton.next_power_of_2(int(T)))
 
 
 def _final_state(x: torch.Tensor, initial_state: torch.Tensor | None, lo: torch.Tensor | None, width: int):
@@ -92,7 +93,7 @@ def causal_conv1d_bwd(
     db = torch.zeros(dim, dtype=torch.float32, device=x.device) if bias is not None else x.new_empty(0)
     bd, bt = _blocks(dim, T + width - 1, BWD_BLOCK_D, BWD_BLOCK_T)
     n_dblocks = triton.cdiv(dim, bd)
-    rows = max(1, min(32, (batch * n_dblocks) // 4096))
+    rows = max(1, min(32, int(batch * n_dblocks) // 4096))
     grid = (triton.cdiv(batch, rows), n_dblocks)
     wrap_triton(causal_conv1d_bwd_kernel)[grid](
         x, weight, bias, initial_state, lo, dout, dfinal, dx, dinit, dw, db,
@@ -165,7 +166,7 @@ def causal_conv1d_update_op(
     bd = STEP_BLOCK_D
     wrap_triton(causal_conv1d_update_kernel)[(batch, triton.cdiv(dim, bd))](
         x, conv_state, weight, bias, out, dim, L, conv_state.shape[2],
-        W=weight.shape[1], S_P=triton.next_power_of_2(conv_state.shape[2]), BLOCK_D=bd,
+        W=weight.shape[1], S_P=triton.next_power_of_2(int(conv_state.shape[2])), BLOCK_D=bd,
         HAS_BIAS=bias is not None, SILU=silu, num_warps=4,
     )
     return out

@@ -14,7 +14,11 @@ NUM_WARPS = 4
 
 
 def _grid(n_seq: int, dim: int) -> tuple[int, int]:
-    return (n_seq, triton.cdiv(dim, min(BLOCK_D, triton.next_power_of_2(dim))))
+    return (n_seq, triton.cdiv(dim, _block(dim)))
+
+
+def _block(dim) -> int:
+    return min(BLOCK_D, triton.next_power_of_2(int(dim)))  # int(): SymInt under torch.compile
 
 
 @triton_op("coldstream::gated_linear_scan_fwd", mutates_args=())
@@ -36,7 +40,7 @@ def gated_linear_scan_fwd(
     final = x.new_empty((n_seq, dim), dtype=torch.float32)
     wrap_triton(gated_linear_scan_fwd_kernel)[_grid(n_seq, dim)](
         x, a, initial_state, resets, cu_seqlens, out, final, T, dim,
-        BLOCK_D=min(BLOCK_D, triton.next_power_of_2(dim)), LOG_GATES=log_gates, HAS_H0=initial_state is not None,
+        BLOCK_D=_block(dim), LOG_GATES=log_gates, HAS_H0=initial_state is not None,
         HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None, num_warps=NUM_WARPS,
     )
     return out, final
@@ -67,7 +71,7 @@ def gated_linear_scan_bwd(
     dh0 = x.new_empty((n_seq, dim), dtype=torch.float32) if initial_state is not None else x.new_empty(0)
     wrap_triton(gated_linear_scan_bwd_kernel)[_grid(n_seq, dim)](
         a, out, initial_state, resets, cu_seqlens, dout, dfinal, dx, da, dh0, T, dim,
-        BLOCK_D=min(BLOCK_D, triton.next_power_of_2(dim)), LOG_GATES=log_gates, HAS_H0=initial_state is not None,
+        BLOCK_D=_block(dim), LOG_GATES=log_gates, HAS_H0=initial_state is not None,
         HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None, HAS_DHT=dfinal is not None,
         num_warps=NUM_WARPS,
     )

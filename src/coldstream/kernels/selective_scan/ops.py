@@ -36,6 +36,7 @@ def triton_unsupported(A: torch.Tensor, dim: int, groups: int) -> str | None:
 
 def _block_d(dim: int, groups: int, base: int = BLOCK_D) -> int:
     """Channel block: ``base``, capped by the channel count, and dividing the group size when B/C are grouped."""
+    dim, groups = int(dim), int(groups)  # SymInts under torch.compile; block sizes must be plain ints
     block = min(base, triton.next_power_of_2(dim))
     if groups == 1:
         return block
@@ -143,7 +144,7 @@ def selective_scan_bwd(
         else _empty(u)
     bd = _block_d(dim, groups)
     n_dblocks = triton.cdiv(dim, bd)
-    rows = max(1, min(16, (n_seq * n_dblocks) // 8192))  # enough programs to fill the GPU; fewer dA atomics
+    rows = max(1, min(16, int(n_seq * n_dblocks) // 8192))  # enough programs to fill the GPU; fewer dA atomics
     grid = (triton.cdiv(n_seq, rows), n_dblocks)
     wrap_triton(selective_scan_bwd_kernel)[grid](
         u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt,
