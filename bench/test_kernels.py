@@ -177,9 +177,20 @@ def test_selective_scan_fwd_bwd(benchmark):
     bc = 2 * batch * n * T * 2
     # fwd: u, delta, z in, out; bwd: u, delta, z, dout in, du, ddelta, dz out (bf16); B, C in twice, dB, dC fp32 out
     bytes_moved = 2 * numel * (4 + 7) + 2 * bc + 2 * bc * 2
+    # forward alone, to see where the time goes
+    plain = [x[k] for k in names]
+    compiled_ref = torch.compile(reference)
+    with torch.no_grad():
+        t_fwd = cuda_time(lambda: fused(*plain))
+        t_fwd_ref = cuda_time(lambda: reference(*plain), iters=3, warmup=1)
+        t_fwd_compiled = cuda_time(lambda: compiled_ref(*plain))
     benchmark.pedantic(synced(run_fused), rounds=10, iterations=1, warmup_rounds=2)
     report(benchmark, "selective_scan fwd+bwd B=1608 T=16 E=2048 N=16 bf16", t_fused, bytes_moved, t_ref, t_compiled,
            {"10x_vs_reference": ("speedup_vs_reference", 10, True), "2x_vs_compile": ("speedup_vs_compile", 2, True)})
+    benchmark.extra_info.update(forward_ms=t_fwd * 1e3, forward_reference_ms=t_fwd_ref * 1e3,
+                                forward_compiled_ms=t_fwd_compiled * 1e3,
+                                forward_pct_of_hbm_limit=None if not hbm_limit() else
+                                100 * 2 * numel * 4 / t_fwd / hbm_limit())
 
 
 @pytest.mark.benchmark(group="selective_scan")
