@@ -80,3 +80,11 @@ def test_label_file_matching_no_video(tmp_path, capsys):
 def test_bad_override_is_a_clear_error(capsys):
     assert train_main(["train.epoch=3"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_module_entry_point_for_torchrun():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "coldstream.train", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--config" in r.stdout
