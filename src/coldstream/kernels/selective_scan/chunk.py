@@ -11,7 +11,8 @@ reverse. It recomputes the chunk's states from its checkpoint as a ``[K, BLOCK_D
 second forward scan over time-reversed loads (``tl.flip`` brings it back to time order;
 ``associative_scan(reverse=True)`` has had bugs, so it is not used). Triton's default layout for that tile keeps
 time inside each thread (N on 16 lanes, channels on 2 lanes and the warps), so both scans and the flip stay in
-registers (sm_90 PTX: 280 shuffles per chunk and thread, against 600 with time across lanes). dA, dB, dC, dD and
+registers (sm_90 PTX: 216 shuffles per chunk and thread, against 600 with time across lanes); the forward saves the
+ungated readout y when z is given, so dz needs no second sum over N. dA, dB, dC, dD and
 d(delta_bias) are reduced with relaxed fp32 atomics (not bitwise deterministic run to run).
 
 Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]`` (the forward takes them time-major,
@@ -39,11 +40,12 @@ def _softplus(x):
 @triton.jit(do_not_specialize=["stride_s_d", "stride_s_n", "stride_at_n", "stride_bc_n"])
 def selective_scan_fwd_seq_kernel(
     u_ptr, delta_ptr, AT_ptr, BT_ptr, CT_ptr, D_ptr, z_ptr, bias_ptr, h0T_ptr, resets_ptr, cu_ptr,
-    out_ptr, hlast_ptr, ckpt_ptr,
+    out_ptr, hlast_ptr, ckpt_ptr, y_ptr,
     T, DIM, G, n_ckpt, stride_s_d, stride_s_n, stride_at_n, stride_bc_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, STORE_CKPT: tl.constexpr,
+    STORE_Y: tl.constexpr,
 ):
     """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
     channels across lanes and warps), so neither the recurrence nor the readout sum over N crosses threads.
@@ -104,6 +106,8 @@ def selective_scan_fwd_seq_kernel(
         y = tl.sum(h * Ct[:, None], axis=0)  # [BLOCK_D]
         if HAS_D:
             y += Dv * u
+        if STORE_Y:  # the ungated readout, so the backward's dz needs no second sum over N
+            tl.store(y_ptr + x_base + t, y.to(y_ptr.dtype.element_ty), mask=mask_d)
         if HAS_Z:
             zz = tl.load(z_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
@@ -113,14 +117,14 @@ def selective_scan_fwd_seq_kernel(
 
 @triton.jit
 def selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr, ckpt_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr, ckpt_ptr, y_ptr,
     dout_ptr, dlast_ptr,
     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, dh0_ptr,
     T, DIM, G, n_ckpt, S, ROWS_PER_PROGRAM,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, HAS_CKPT: tl.constexpr,
-    HAS_DLAST: tl.constexpr,
+    HAS_DLAST: tl.constexpr, HAS_Y: tl.constexpr,
 ):
     # Chunk tile [K, BLOCK_D, N]: Triton's default layout puts N on 16 lanes, channels on the remaining lanes and
     # the warps, and time inside the thread, so both time scans run in registers and tl.flip over time is free;
@@ -202,9 +206,12 @@ def selective_scan_bwd_kernel(
                 if HAS_Z:
                     zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                     sz = tl.sigmoid(zz)
-                    y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
-                    if HAS_D:
-                        y += Dv[None, :] * u
+                    if HAS_Y:
+                        y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    else:
+                        y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
+                        if HAS_D:
+                            y += Dv[None, :] * u
                     dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
                     tl.store(dz_ptr + x_base + t[:, None], dz.to(dz_ptr.dtype.element_ty), mask=m2)
                     gy = dout * zz * sz

@@ -68,8 +68,11 @@ def selective_scan_fwd(
     max_seqlen: int,
     delta_softplus: bool,
     backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns ``(out [B, D, T], last_state [S, D, N] fp32, ckpt [S, chunks - 1, D, N] fp32)``; B, C 4-D."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns ``(out [B, D, T], last_state [S, D, N] fp32, ckpt [S, chunks - 1, D, N] fp32, y)``; B, C 4-D.
+
+    ``y`` is the ungated readout ``[B, D, T]`` (saved for dz) when z is given on the Triton path, else empty.
+    """
     batch, dim, T = u.shape
     n_state = A.shape[1]
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
@@ -77,26 +80,27 @@ def selective_scan_fwd(
         out, last = selective_scan_ref(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
         )
-        return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype)
+        return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype), u.new_empty(0)
     K = _chunk_len(max_seqlen)
     n_ckpt = max(triton.cdiv(max_seqlen, K) - 1, 0)
     out = torch.empty_like(u)
     last = u.new_empty((n_seq, dim, n_state), dtype=torch.float32)
     ckpt = u.new_empty((n_seq, n_ckpt, dim, n_state), dtype=torch.float32)
+    y = torch.empty_like(u) if z is not None else u.new_empty(0)
     bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
     wrap_triton(selective_scan_fwd_seq_kernel)[grid](
         u, delta, A.t().contiguous(), B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous(), D, z,
         delta_bias, None if initial_state is None else initial_state.transpose(1, 2).contiguous(), resets, cu_seqlens,
-        out, last, ckpt,
+        out, last, ckpt, y,
         T, dim, B.shape[1], n_ckpt, n_state, 1, dim, 1,
         N=n_state, BLOCK_D=bd, K=K,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
-        STORE_CKPT=n_ckpt > 0,
+        STORE_CKPT=n_ckpt > 0, STORE_Y=z is not None,
         num_warps=FWD_NUM_WARPS,
     )
-    return out, last, ckpt
+    return out, last, ckpt, y
 
 
 @triton_op("coldstream::selective_scan_bwd", mutates_args=())
@@ -115,6 +119,7 @@ def selective_scan_bwd(
     resets: torch.Tensor | None,
     cu_seqlens: torch.Tensor | None,
     ckpt: torch.Tensor,
+    y: torch.Tensor,
     max_seqlen: int,
     delta_softplus: bool,
     backend: str,
@@ -147,14 +152,14 @@ def selective_scan_bwd(
     rows = max(1, min(16, int(n_seq * n_dblocks) // 8192))  # enough programs to fill the GPU; fewer dA atomics
     grid = (triton.cdiv(n_seq, rows), n_dblocks)
     wrap_triton(selective_scan_bwd_kernel)[grid](
-        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt,
+        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt, y,
         dout, dlast,
         du, ddelta, dA, dB, dC, dD, dz, dbias, dh0,
         T, dim, groups, n_ckpt, n_seq, rows,
         N=n_state, BLOCK_D=bd, K=K,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
-        HAS_CKPT=n_ckpt > 0, HAS_DLAST=dlast is not None,
+        HAS_CKPT=n_ckpt > 0, HAS_DLAST=dlast is not None, HAS_Y=y.numel() > 0,
         num_warps=NUM_WARPS,
     )
     return [
@@ -170,17 +175,17 @@ _SAVED = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", 
 
 def _setup_context(ctx, inputs, output):
     (u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend) = inputs
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, output[2])
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, output[2], output[3])
     ctx.max_seqlen, ctx.softplus, ctx.backend = max_seqlen, softplus, backend
 
 
-def _backward(ctx, dout, dlast, _dckpt):
-    u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt = ctx.saved_tensors
+def _backward(ctx, dout, dlast, _dckpt, _dy):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt, y = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(u)
     grads = torch.ops.coldstream.selective_scan_bwd(
         dout.contiguous(), None if dlast is None else dlast.contiguous(), u, delta, A, B, C, D, z, delta_bias,
-        initial_state, resets, cu_seqlens, ckpt, ctx.max_seqlen, ctx.softplus, ctx.backend,
+        initial_state, resets, cu_seqlens, ckpt, y, ctx.max_seqlen, ctx.softplus, ctx.backend,
     )
     present = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     grads = [g if x is not None else None for g, x in zip(grads, present, strict=True)]
@@ -214,7 +219,7 @@ def selective_scan_apply(
     def c(t):
         return None if t is None else t.contiguous()
 
-    out, last, _ = torch.ops.coldstream.selective_scan_fwd(
+    out, last, _, _ = torch.ops.coldstream.selective_scan_fwd(
         c(u), c(delta), c(A), c(B4), c(C4), c(D), c(z), c(delta_bias), c(initial_state), rs, cu_seqlens,
         max_seqlen, bool(delta_softplus), backend,
     )
