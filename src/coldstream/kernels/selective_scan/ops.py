@@ -68,10 +68,12 @@ def selective_scan_fwd(
     max_seqlen: int,
     delta_softplus: bool,
     backend: str,
+    save_readout: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(out [B, D, T], last_state [S, D, N] fp32, ckpt [S, chunks - 1, D, N] fp32, y)``; B, C 4-D.
 
-    ``y`` is the ungated readout ``[B, D, T]`` (saved for dz) when z is given on the Triton path, else empty.
+    ``y`` is the ungated readout ``[B, D, T]`` (saved for dz) when z is given on the Triton path and
+    ``save_readout`` (a backward will follow), else empty.
     """
     batch, dim, T = u.shape
     n_state = A.shape[1]
@@ -86,7 +88,7 @@ def selective_scan_fwd(
     out = torch.empty_like(u)
     last = u.new_empty((n_seq, dim, n_state), dtype=torch.float32)
     ckpt = u.new_empty((n_seq, n_ckpt, dim, n_state), dtype=torch.float32)
-    y = torch.empty_like(u) if z is not None else u.new_empty(0)
+    y = torch.empty_like(u) if z is not None and save_readout else u.new_empty(0)
     bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
     wrap_triton(selective_scan_fwd_seq_kernel)[grid](
@@ -97,7 +99,7 @@ def selective_scan_fwd(
         N=n_state, BLOCK_D=bd, K=K,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
-        STORE_CKPT=n_ckpt > 0, STORE_Y=z is not None,
+        STORE_CKPT=n_ckpt > 0, STORE_Y=y.numel() > 0,
         num_warps=FWD_NUM_WARPS,
     )
     return out, last, ckpt, y
@@ -174,7 +176,7 @@ _SAVED = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", 
 
 
 def _setup_context(ctx, inputs, output):
-    (u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend) = inputs
+    (u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend, _) = inputs
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, output[2], output[3])
     ctx.max_seqlen, ctx.softplus, ctx.backend = max_seqlen, softplus, backend
 
@@ -189,7 +191,7 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
     )
     present = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     grads = [g if x is not None else None for g, x in zip(grads, present, strict=True)]
-    return (*grads, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None)
 
 
 torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, setup_context=_setup_context)
@@ -219,9 +221,12 @@ def selective_scan_apply(
     def c(t):
         return None if t is None else t.contiguous()
 
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    )
     out, last, _, _ = torch.ops.coldstream.selective_scan_fwd(
         c(u), c(delta), c(A), c(B4), c(C4), c(D), c(z), c(delta_bias), c(initial_state), rs, cu_seqlens,
-        max_seqlen, bool(delta_softplus), backend,
+        max_seqlen, bool(delta_softplus), backend, needs_grad,
     )
     return out, last
 
@@ -258,7 +263,7 @@ def selective_state_update_op(
     return out
 
 
-STEP_BLOCK_D = 16
+STEP_BLOCK_D = 64  # [64, N] state tile per program: 8 fp32 per thread with 4 warps
 
 
 def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
