@@ -64,7 +64,7 @@ class DirectionConfig:
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
     speed: tuple[float, float] = (6.0, 12.0)  # crop speed range, pixels per frame (at frame size `size`)
-    photo_scale: float = 2.5  # photos are resized so their short side is this many frame sizes
+    photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
     epochs: int = 6  # training epochs per row
 
 
@@ -90,12 +90,13 @@ class DemoConfig:
     data_dir: str = ""  # packaged data ("" = $COLDSTREAM_DATA or ~/.cache/coldstream/data)
     cache_dir: str = ""  # feature cache ("" = <data_dir>/../features)
     out_dir: str = "runs/demo"  # per-run outputs, results.json, table.md
-    threads: int = 0  # torch threads (0 = torch's default)
+    threads: int = 0  # torch threads for feature extraction (0 = torch's default: one per core)
+    train_threads: int = 1  # torch threads for training: the small cores' many tiny ops run faster on one thread
     direction: DirectionConfig = field(default_factory=DirectionConfig)
     arrow: ArrowConfig = field(default_factory=ArrowConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=2))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_frac=0.05))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, progress=False))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, progress=False, resume=False))
 
 
 def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
@@ -108,6 +109,9 @@ def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
 
 def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items, test_items, cache, out: Path, epochs):
     job = _job(cfg, core, out, epochs)
+    threads = torch.get_num_threads()
+    if cfg.train_threads:
+        torch.set_num_threads(cfg.train_threads)
     torch.manual_seed(job.train.seed)
     model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
     test = CachedClips(cache, test_items) if test_items else None  # evaluated after every epoch
@@ -115,6 +119,7 @@ def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items
     t0 = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - t0
+    torch.set_num_threads(threads)
     return trainer, summary, wall
 
 
@@ -208,6 +213,8 @@ def run_direction(cfg, enc, cache, report, log) -> dict:
     log(f"direction: {len(train_names) + len(test_names)} photos ({len(train_names)} train / {len(test_names)} test), "
         f"{len(train)} train / {len(test)} test clips; {rep.summary()}")  # fmt: skip
     report["extract"]["direction"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
+    train = [it for it in train if cache.has(it.vkey, it.frames)]  # unreadable sources were skipped and counted
+    test = [it for it in test if cache.has(it.vkey, it.frames)]
     out = {}
     for row in cfg.rows:
         trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,

@@ -84,7 +84,13 @@ def _fetch_deb(pkg: str, root: Path) -> None:
         raise PackagedDataError(f"need apt-get and dpkg-deb (Debian/Ubuntu) to fetch {pkg}")
     tmp = root / f".{pkg}-download"
     tmp.mkdir(parents=True, exist_ok=True)
-    _run(["apt-get", "download", pkg], tmp)
+    try:
+        _run(["apt-get", "download", pkg], tmp)
+    except PackagedDataError:
+        if os.geteuid() != 0:
+            raise
+        _run(["apt-get", "update", "-qq"], tmp)  # a fresh machine has empty package lists
+        _run(["apt-get", "download", pkg], tmp)
     debs = sorted(tmp.glob(f"{pkg}_*.deb"))
     if not debs:
         raise PackagedDataError(f"apt-get download {pkg} produced no .deb (try `apt-get update` first)")

@@ -216,6 +216,8 @@ class Trainer:
         if self.dist.is_main:
             save_config(self.cfg, self.out_dir / "config.yaml")
         resumed = self.tc.resume and self.resume()
+        if not resumed:
+            self.log.truncate_after(-1)  # a fresh run starts a fresh log
         if resumed and self.dist.is_main:
             print(f"resumed from {self.ckpt_path} at epoch {self.epoch}, step {self.step}/{self.total_steps}")
         old = signal.signal(signal.SIGTERM, self._handle_signal) if self.dist.is_main else None

@@ -78,8 +78,9 @@ def make_trajectories(
         h, w = img.shape[:2]
         dirs = [(i + int(rng.integers(8))) % 8 for i in range(per_photo)]
         for d in dirs:
-            v = float(rng.uniform(*speed))
             a = d * math.pi / 4
+            room = min((w - size) / max(1e-9, abs(math.cos(a))), (h - size) / max(1e-9, abs(math.sin(a))))
+            v = min(float(rng.uniform(*speed)), room / (frames - 1) - 1e-3)  # the whole path stays inside the photo
             span_x, span_y = math.cos(a) * v * (frames - 1), -math.sin(a) * v * (frames - 1)
             lo_x, hi_x = max(0, -span_x), (w - size) - max(0, span_x)
             lo_y, hi_y = max(0, -span_y), (h - size) - max(0, span_y)
