@@ -76,7 +76,8 @@ def make_trajectories(
     for p in photos:
         img = _resized_photo(str(p.path), side)
         h, w = img.shape[:2]
-        dirs = [(i + int(rng.integers(8))) % 8 for i in range(per_photo)]
+        offset = int(rng.integers(8))
+        dirs = [(i + offset) % 8 for i in range(per_photo)]
         for d in dirs:
             a = d * math.pi / 4
             room = min((w - size) / max(1e-9, abs(math.cos(a))), (h - size) / max(1e-9, abs(math.sin(a))))
