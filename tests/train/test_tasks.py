@@ -64,7 +64,10 @@ def test_arrow_windows_and_folds():
 def test_demo_table_has_every_row_and_source():
     cfg = DemoConfig(rows=("gmmix", "meanpool"))
     rows = {"accuracy": 0.9, "clips_per_s": 100.0, "wall_s": 10.0}
-    report = {"direction": {"rows": {"gmmix": rows, "meanpool": rows}},
-              "arrow": {"rows": {r: {**rows, "per_source": {"vtest": 0.5, "cup": 0.75}} for r in cfg.rows}}}  # fmt: skip
+    per_source = {"vtest": 0.5, "cup": 0.75}
+    report = {
+        "direction": {"rows": {"gmmix": rows, "meanpool": rows}},
+        "arrow": {"rows": {r: {**rows, "per_source": per_source} for r in cfg.rows}},
+    }
     table = format_table(cfg, report)
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
