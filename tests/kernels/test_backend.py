@@ -43,3 +43,27 @@ def test_auto_backend_traces_under_torch_compile_fullgraph():
     a = torch.randn(3, 4, requires_grad=True)
     compiled = torch.compile(lambda a: gated_blend(a, 2 * a, a), fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(a), gated_blend(a, 2 * a, a))
+
+
+def test_package_imports_and_runs_the_reference_without_triton():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch\n"
+        "from coldstream.kernels import gated_blend, selective_scan\n"
+        "a = torch.randn(3)\n"
+        "assert torch.allclose(gated_blend(a, a, a), a)\n"
+        "u = torch.randn(1, 4, 3)\n"
+        "selective_scan(u, u.abs(), -torch.ones(4, 2), torch.randn(1, 2, 3), torch.randn(1, 2, 3))\n"
+        "try:\n"
+        "    gated_blend(a, a, a, backend='triton')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'triton is not importable' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Triton not available" not in run.stderr

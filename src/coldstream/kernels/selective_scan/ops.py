@@ -8,12 +8,18 @@ under ``torch.compile(fullgraph=True)`` and the reference path passes ``torch.li
 from __future__ import annotations
 
 import torch
-import triton
 from torch.library import triton_op, wrap_triton
 
-from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_seq_kernel
 from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
-from .step import selective_state_update_kernel
+
+try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
+    import triton
+
+    from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_seq_kernel
+    from .step import selective_state_update_kernel
+except ImportError:  # pragma: no cover - depends on the environment
+    triton = None
+
 
 BLOCK_D = 16  # backward: channels per program (the [N, BLOCK_D, K] chunk tile)
 CHUNK = 16  # backward chunk length K; the forward stores the state every K steps
