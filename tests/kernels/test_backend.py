@@ -67,3 +67,11 @@ def test_package_imports_and_runs_the_reference_without_triton():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Triton not available" not in run.stderr
+
+
+def test_backends_reports_each_with_a_reason():
+    from coldstream.kernels import backends
+
+    status = backends()
+    assert status["reference"] is None
+    assert status["triton"] is None or isinstance(status["triton"], str)

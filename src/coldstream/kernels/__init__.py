@@ -7,6 +7,7 @@ optional: without it the package imports and the reference backend runs.
 
 import logging as _logging
 
+from ._backend import backends
 from ._backend import triton_available as _triton_available
 
 _torch_triton_log = _logging.getLogger("torch._library.triton")
@@ -23,6 +24,7 @@ finally:
 
 __all__ = [
     "CausalConv1dOutput",
+    "backends",
     "ScanOutput",
     "SelectiveScanOutput",
     "causal_conv1d",

@@ -77,3 +77,11 @@ def resolve_backend(op: str, backend: str, tensors: list[torch.Tensor | None]) -
         why = "CUDA tensors" if choice == "triton" else (reason or "non-CUDA tensors")
         log.info("coldstream.kernels.%s: backend='auto' uses %s (%s)", op, choice, why)
     return choice
+
+
+def backends() -> dict[str, str | None]:
+    """Each backend mapped to ``None`` if it can run on this machine, else the reason it cannot (for an info CLI)."""
+    reason = triton_available()
+    if reason is None and not torch.cuda.is_available() and not interpreting():
+        reason = "no CUDA device (on CPU, Triton runs only through its interpreter: TRITON_INTERPRET=1)"
+    return {"triton": reason, "reference": None}
