@@ -148,3 +148,14 @@ def test_cuda_triton_matches_reference_compile_and_graph_replay():
         graph.replay()
         torch.testing.assert_close(out, eager[t], atol=0, rtol=0)
     torch.testing.assert_close(state, eager_state, atol=0, rtol=0)
+
+
+def test_backward_with_several_rows_per_program(monkeypatch):
+    from coldstream.kernels.causal_conv1d import ops
+
+    monkeypatch.setattr(ops, "PROGRAMS_PER_ROW_GROUP", 1)
+    x = make_inputs(batch=3, dim=20, T=5)
+    outs, grads = forward_backward(fn("triton"), leaves(x))
+    ref_outs, ref_grads = forward_backward(fn("oracle"), leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)

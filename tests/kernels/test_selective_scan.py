@@ -269,3 +269,15 @@ def test_cuda_graph_replay_equals_eager_step():
         graph.replay()
         torch.testing.assert_close(out, eager[t], atol=0, rtol=0)
     torch.testing.assert_close(state, state_eager, atol=0, rtol=0)
+
+
+def test_backward_with_several_sequences_per_program(monkeypatch):
+    # on a GPU at the project's shape each backward program loops over up to 16 sequences; force that path here
+    from coldstream.kernels.selective_scan import ops
+
+    monkeypatch.setattr(ops, "PROGRAMS_PER_ROW_GROUP", 1)
+    x = cast(make_inputs(batch=3, dim=20, T=5, n=4), torch.float32)
+    outs, grads = forward_backward(scan_fn("triton"), leaves(x))
+    ref_outs, ref_grads = forward_backward(scan_fn("oracle"), leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)

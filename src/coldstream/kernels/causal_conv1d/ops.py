@@ -22,6 +22,8 @@ BLOCK_T = 64
 BWD_BLOCK_D = 16  # the backward recomputes W x W shifted loads per tile: a smaller tile avoids spills
 BWD_BLOCK_T = 16
 NUM_WARPS = 4
+MAX_ROWS = 32  # backward: rows per program (dweight, dbias summed in registers across them)
+PROGRAMS_PER_ROW_GROUP = 4096
 STEP_BLOCK_D = 64
 
 
@@ -99,7 +101,7 @@ def causal_conv1d_bwd(
     db = torch.zeros(dim, dtype=torch.float32, device=x.device) if bias is not None else x.new_empty(0)
     bd, bt = _blocks(dim, T + width - 1, BWD_BLOCK_D, BWD_BLOCK_T)
     n_dblocks = triton.cdiv(dim, bd)
-    rows = max(1, min(32, int(batch * n_dblocks) // 4096))
+    rows = max(1, min(MAX_ROWS, int(batch * n_dblocks) // PROGRAMS_PER_ROW_GROUP))
     grid = (triton.cdiv(batch, rows), n_dblocks)
     wrap_triton(causal_conv1d_bwd_kernel)[grid](
         x, weight, bias, initial_state, lo, dout, dfinal, dx, dinit, dw, db,

@@ -26,6 +26,8 @@ CHUNK = 16  # backward chunk length K; the forward stores the state every K step
 NUM_WARPS = 8
 FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
+MAX_ROWS = 16  # backward: sequences per program (dA, dD, d delta_bias summed in registers across them)
+PROGRAMS_PER_ROW_GROUP = 8192  # ... once there are this many (sequence, channel block) pairs per row of the grid
 
 
 def _chunk_len(max_len: int) -> int:
@@ -157,7 +159,7 @@ def selective_scan_bwd(
         else _empty(u)
     bd = _block_d(dim, groups)
     n_dblocks = triton.cdiv(dim, bd)
-    rows = max(1, min(16, int(n_seq * n_dblocks) // 8192))  # enough programs to fill the GPU; fewer dA atomics
+    rows = max(1, min(MAX_ROWS, int(n_seq * n_dblocks) // PROGRAMS_PER_ROW_GROUP))  # fill the GPU, fewer atomics
     grid = (triton.cdiv(n_seq, rows), n_dblocks)
     wrap_triton(selective_scan_bwd_kernel)[grid](
         u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt, y,
