@@ -42,8 +42,6 @@ def check_varlen(
 
 def resets_from_cu_seqlens(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
     """``[1, T]`` bool mask, True where a packed sequence starts."""
-    starts = torch.zeros(1, T, dtype=torch.bool, device=cu_seqlens.device)
-    idx = cu_seqlens[:-1].long()
-    idx = idx[idx < T]
-    starts[0, idx] = True
-    return starts
+    starts = torch.zeros(T + 1, dtype=torch.bool, device=cu_seqlens.device)  # slot T takes trailing empty sequences
+    starts[cu_seqlens[:-1].long()] = True  # no data-dependent shapes: traceable, no host sync
+    return starts[None, :T]

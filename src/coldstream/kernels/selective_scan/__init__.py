@@ -60,6 +60,7 @@ def selective_scan(
     *,
     resets: torch.Tensor | None = None,
     cu_seqlens: torch.Tensor | None = None,
+    max_seqlen: int | None = None,
     backend: str = "auto",
 ) -> torch.Tensor | SelectiveScanOutput:
     """Selective scan with mamba-ssm's ``selective_scan_fn`` signature and return convention.
@@ -67,14 +68,16 @@ def selective_scan(
     Shapes: u, delta, z ``[B, D, T]``; A ``[D, N]`` (fp32); B, C ``[B, N, T]`` or ``[B, G, N, T]``; D, delta_bias
     ``[D]``; initial_state ``[S, D, N]`` (S = B, or the number of packed sequences). ``resets [B, T]`` bool: a new
     sequence starts at t (the state entering t is zero). ``cu_seqlens [S + 1]``: sequences packed along T of a
-    batch-1 input. Returns ``out [B, D, T]`` in u's dtype, or ``SelectiveScanOutput(out, last_state)`` (a tuple,
-    as mamba-ssm's ``(out, last_state)``) when ``return_last_state``; the state is fp32.
+    batch-1 input; ``max_seqlen`` (its longest sequence) spares the Triton path a host sync, e.g. under
+    ``torch.compile`` or CUDA graphs. Returns ``out [B, D, T]`` in u's dtype, or
+    ``SelectiveScanOutput(out, last_state)`` (a tuple, as mamba-ssm's ``(out, last_state)``) when
+    ``return_last_state``; the state is fp32.
     """
     _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens)
     be = resolve_backend("selective_scan", backend, [u, delta, A, B, C, D, z, delta_bias, initial_state])
 
     out, last = selective_scan_apply(
-        be, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+        be, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen
     )
     return SelectiveScanOutput(out, last) if return_last_state else out
 

@@ -206,7 +206,7 @@ torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, set
 
 
 def selective_scan_apply(
-    backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+    backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise layouts (contiguous, B/C 4-D, int8 resets, int32 cu_seqlens) and run the registered op."""
     squeeze_b, squeeze_c = B.dim() == 3, C.dim() == 3
@@ -218,9 +218,11 @@ def selective_scan_apply(
         if reason is not None:
             raise RuntimeError(f"selective_scan: backend='triton' cannot run these inputs: {reason}; "
                                "reference: available (backend='reference')")
-    max_seqlen = T
-    if cu_seqlens is not None:
-        max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max()) if cu_seqlens.numel() > 1 else 0
+    if cu_seqlens is None:
+        max_seqlen = T
+    else:
+        if max_seqlen is None:  # one host sync; callers under torch.compile or CUDA graphs pass it
+            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
         cu_seqlens = cu_seqlens.to(torch.int32)
     rs = resets.to(torch.int8).contiguous() if resets is not None else None
     if backend == "reference":
