@@ -20,7 +20,7 @@ from coldstream.kernels.selective_scan import ops
 from coldstream.kernels.selective_scan.chunk import selective_scan_fwd_seq_kernel as fn
 
 bf, f32 = "*bf16", "*fp32"
-types = dict(u_ptr=bf, delta_ptr=bf, AT_ptr=f32, BT_ptr=bf, CT_ptr=bf, D_ptr=f32, z_ptr=bf, bias_ptr=f32, out_ptr=bf,
+types = dict(u_ptr=bf, delta_ptr=bf, AT_ptr=f32, BC_ptr="*i64", D_ptr=f32, z_ptr=bf, bias_ptr=f32, out_ptr=bf,
              hlast_ptr=f32, ckpt_ptr=f32, y_ptr=bf)
 consts = dict(N=16, BLOCK_D=ops.FWD_BLOCK_D, K=ops.CHUNK, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
               HAS_H0=False, HAS_RESETS=False, VARLEN=False, STORE_CKPT=False, STORE_Y=True, h0T_ptr=None,

@@ -39,7 +39,7 @@ def _softplus(x):
 
 @triton.jit(do_not_specialize=["stride_s_d", "stride_s_n", "stride_at_n", "stride_bc_n"])
 def selective_scan_fwd_seq_kernel(
-    u_ptr, delta_ptr, AT_ptr, BT_ptr, CT_ptr, D_ptr, z_ptr, bias_ptr, h0T_ptr, resets_ptr, cu_ptr,
+    u_ptr, delta_ptr, AT_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, h0T_ptr, resets_ptr, cu_ptr,
     out_ptr, hlast_ptr, ckpt_ptr, y_ptr,
     T, DIM, G, n_ckpt, stride_s_d, stride_s_n, stride_at_n, stride_bc_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
@@ -49,8 +49,8 @@ def selective_scan_fwd_seq_kernel(
 ):
     """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
     channels across lanes and warps), so neither the recurrence nor the readout sum over N crosses threads.
-    B and C come time-major (``BT``, ``CT``: ``[B, G, T, N]``), A and the initial state channel-major (``AT`` [N, D],
-    ``h0T`` [S, N, D]). The state
+    B and C come time-major and packed (``BC`` ``[B, G, T, N]`` int64 holding the fp32 pair (B, C): one load for
+    both), A and the initial state channel-major (``AT`` [N, D], ``h0T`` [S, N, D]). The state
     is stored every K steps (``ckpt``) for the chunked backward."""
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -97,8 +97,9 @@ def selective_scan_fwd_seq_kernel(
             dt += bias
         if SOFTPLUS:
             dt = _softplus(dt)
-        Bt = tl.load(BT_ptr + bc_base + t * N).to(tl.float32)  # [N]
-        Ct = tl.load(CT_ptr + bc_base + t * N).to(tl.float32)
+        bc = tl.load(BC_ptr + bc_base + t * N)  # [N] int64: fp32 B_t[n] in the low word, C_t[n] in the high word
+        Bt = (bc & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+        Ct = (bc >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
         decay = tl.exp(dt[None, :] * A)  # [N, BLOCK_D]
         if HAS_RESETS:
             decay = tl.where(tl.load(resets_ptr + row * T + t) != 0, 0.0, decay)

@@ -52,6 +52,13 @@ def _block_d(dim: int, groups: int, base: int = BLOCK_D) -> int:
     return min(block, per_group & -per_group)  # largest power of two dividing the group size
 
 
+def _pack_bc(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``[B, G, N, T]`` B and C -> ``[B, G, T, N]`` int64 whose words are fp32 B (low) and C (high): the forward
+    reads both with one load per state (B, C are tiny next to u, delta, z)."""
+    bc = torch.stack([B.transpose(-1, -2).float(), C.transpose(-1, -2).float()], dim=-1)  # [B, G, T, N, 2]
+    return bc.contiguous().view(torch.int64).squeeze(-1)
+
+
 def _empty(ref: torch.Tensor) -> torch.Tensor:
     return ref.new_empty(0)
 
@@ -100,8 +107,8 @@ def selective_scan_fwd(
     bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
     wrap_triton(selective_scan_fwd_seq_kernel)[grid](
-        u, delta, A.t().contiguous(), B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous(), D, z,
-        delta_bias, None if initial_state is None else initial_state.transpose(1, 2).contiguous(), resets, cu_seqlens,
+        u, delta, A.t().contiguous(), _pack_bc(B, C), D, z, delta_bias,
+        None if initial_state is None else initial_state.transpose(1, 2).contiguous(), resets, cu_seqlens,
         out, last, ckpt, y,
         T, dim, B.shape[1], n_ckpt, n_state, 1, dim, 1,
         N=n_state, BLOCK_D=bd, K=K,
