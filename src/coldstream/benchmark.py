@@ -182,12 +182,30 @@ def plot(rows: list[dict], path: Path) -> str | None:
     return None
 
 
+def parse_timeouts(text: str) -> dict[str, float]:
+    """``"300"`` -> every suite 300 s; ``"kernels=200,cores=80"`` -> per suite (others unlimited)."""
+    if "=" not in text:
+        return {"*": float(text)}
+    out = {}
+    for part in text.split(","):
+        name, _, sec = part.partition("=")
+        if name not in SUITES:
+            raise argparse.ArgumentTypeError(f"unknown suite {name!r} in --suite-timeout; suites: {', '.join(SUITES)}")
+        out[name] = float(sec)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="coldstream bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--suite", action="append", choices=SUITES, help="repeatable; default: all")
     p.add_argument("--quick", action="store_true", help="smallest shapes, fewest rounds")
-    p.add_argument("--suite-timeout", type=float, default=None, help="seconds per suite before it is stopped")
+    p.add_argument(
+        "--suite-timeout",
+        type=parse_timeouts,
+        default={},
+        help="seconds before a suite is stopped: one number for all, or suite=seconds,... (default: none)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON output (default: bench-<date>-<device>.json)")
     args = p.parse_args(argv)
 
@@ -203,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     codes = {}
     with tempfile.TemporaryDirectory() as tmp:
         for suite in args.suite or SUITES:
-            suite_rows, codes[suite] = run_suite(bench_dir, suite, device, args.quick, Path(tmp), args.suite_timeout)
+            limit = args.suite_timeout.get(suite, args.suite_timeout.get("*"))
+            suite_rows, codes[suite] = run_suite(bench_dir, suite, device, args.quick, Path(tmp), limit)
             rows += suite_rows
     add_ratios(rows)
     stamp = dt.date.today().isoformat()
