@@ -71,3 +71,36 @@ def test_demo_table_has_every_row_and_source():
     }
     table = format_table(cfg, report)
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
+
+
+def _moving_grid(d: int, side: int = 4, frames: int = 3) -> torch.Tensor:
+    """Features of a window moving one cell per frame in direction d over a random feature 'world'."""
+    a = d * np.pi / 4
+    dx, dy = round(np.cos(a)), round(-np.sin(a))
+    world = torch.randn(20, 20, 6, generator=torch.Generator().manual_seed(d))
+    rows = [world[8 + dy * t : 8 + dy * t + side, 8 + dx * t : 8 + dx * t + side].reshape(side * side, 6)
+            for t in range(frames)]  # fmt: skip
+    return torch.stack(rows)[:, None]  # [T, K=1, N, D]
+
+
+def _direction_of(f: torch.Tensor, side: int = 4) -> int:
+    g = f[:, 0].reshape(f.shape[0], side, side, -1)
+    errs = []
+    for d in range(8):
+        a = d * np.pi / 4
+        dx, dy = round(np.cos(a)), round(-np.sin(a))
+        i0, i1, j0, j1 = max(0, -dy), side - max(0, dy), max(0, -dx), side - max(0, dx)
+        errs.append(float((g[1, i0:i1, j0:j1] - g[0, i0 + dy : i1 + dy, j0 + dx : j1 + dx]).abs().mean()))
+    return int(np.argmin(errs))
+
+
+def test_grid_symmetries_map_the_direction_label_exactly():
+    for d in range(8):
+        clip = _moving_grid(d)
+        assert _direction_of(clip) == d
+        labels = set()
+        for op in range(8):
+            f, label = direction.dihedral(clip, d, op, prefix_tokens=0)
+            assert _direction_of(f) == label
+            labels.add(label)
+        assert labels == {x for x in range(8) if x % 2 == d % 2}  # axis stays axis, diagonal stays diagonal

@@ -26,7 +26,7 @@ import torch
 
 from coldstream.train.cache import CacheKey, FeatureCache
 from coldstream.train.clip_model import build_clip_model
-from coldstream.train.clips import CachedClips
+from coldstream.train.clips import AugmentedClips, CachedClips
 from coldstream.train.config import (
     DataConfig,
     JobConfig,
@@ -61,6 +61,7 @@ class DirectionConfig:
     per_photo: int = 8  # trajectories per photo
     traj_frames: int = 24  # frames per trajectory; every 16-frame window of it is a clip, forward and reversed
     window_step: int = 2  # frames between window starts
+    augment: bool = True  # random symmetry of the token grid per training clip, label mapped (tasks.direction.dihedral)
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
     speed: tuple[float, float] = (6.0, 12.0)  # crop speed range, pixels per frame (at frame size `size`)
@@ -92,6 +93,9 @@ class DemoConfig:
     out_dir: str = "runs/demo"  # per-run outputs, results.json, table.md
     threads: int = 0  # torch threads for feature extraction (0 = torch's default: one per core)
     train_threads: int = 1  # torch threads for training: the small cores' many tiny ops run faster on one thread
+    core_options: dict = field(
+        default_factory=lambda: {"gmmix": {"d_state": 4, "expand": 1}}
+    )  # per row, for build_core
     direction: DirectionConfig = field(default_factory=DirectionConfig)
     arrow: ArrowConfig = field(default_factory=ArrowConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=2))
@@ -101,13 +105,27 @@ class DemoConfig:
 
 def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
     return JobConfig(
-        model=dataclasses.replace(cfg.model, core=core),
+        model=dataclasses.replace(
+            cfg.model, core=core, core_options={**cfg.model.core_options, **cfg.core_options.get(core, {})}
+        ),
         optim=cfg.optim,
         train=dataclasses.replace(cfg.train, epochs=epochs, out_dir=str(out_dir)),
     )
 
 
-def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items, test_items, cache, out: Path, epochs):
+def _fit(
+    cfg: DemoConfig,
+    core: str,
+    feature_shape,
+    prefix,
+    classes,
+    train_items,
+    test_items,
+    cache,
+    out: Path,
+    epochs,
+    augment=None,
+):
     job = _job(cfg, core, out, epochs)
     threads = torch.get_num_threads()
     if cfg.train_threads:
@@ -115,7 +133,11 @@ def _fit(cfg: DemoConfig, core: str, feature_shape, prefix, classes, train_items
     torch.manual_seed(job.train.seed)
     model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
     test = CachedClips(cache, test_items) if test_items else None  # evaluated after every epoch
-    trainer = Trainer(model, ClassificationTask(classes), CachedClips(cache, train_items), test, job)
+    if augment is not None:
+        train_set = AugmentedClips(cache, train_items, lambda f, y, op: augment(f, y, op, prefix), 8)
+    else:
+        train_set = CachedClips(cache, train_items)
+    trainer = Trainer(model, ClassificationTask(classes), train_set, test, job)
     t0 = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - t0
@@ -218,7 +240,8 @@ def run_direction(cfg, enc, cache, report, log) -> dict:
     out = {}
     for row in cfg.rows:
         trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,
-                                      Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs)  # fmt: skip
+                                      Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs,
+                                      direction.dihedral if cfg.direction.augment else None)  # fmt: skip
         ev = trainer.evaluate(CachedClips(cache, test))
         tr = trainer.evaluate(CachedClips(cache, train))
         out[row] = {"accuracy": ev["accuracy"], "train_accuracy": tr["accuracy"], "n_test": int(ev["n"]),

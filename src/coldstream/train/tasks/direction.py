@@ -135,3 +135,25 @@ def frame_loader(traj: Trajectory, size: int, frames: int, mean, std):
         return preprocess_frames(crops, size=size, mean=mean, std=std)
 
     return load
+
+
+def dihedral(feats: torch.Tensor, label: int, op: int, prefix_tokens: int) -> tuple[torch.Tensor, int]:
+    """Apply one of the 8 symmetries of the square to the token grid of a clip and map its direction label.
+
+    ``feats`` ``[T, K, N, D]`` with ``N = prefix + side²`` (row-major grid, rows downwards); ``op`` bits:
+    1 = transpose, 2 = mirror left-right, 4 = mirror up-down (applied in that order). The motion of the content
+    across the grid transforms with the grid, so the label follows exactly; the grid's content no longer matches any
+    training photo, which keeps the model from memorising photos instead of learning motion. Prefix tokens (pooled
+    over the grid) are invariant and left as they are.
+    """
+    t, k, n, d = feats.shape
+    side = int(round((n - prefix_tokens) ** 0.5))
+    grid = feats[:, :, prefix_tokens:].reshape(t, k, side, side, d)
+    if op & 1:
+        grid, label = grid.transpose(2, 3), (6 - label) % NUM_DIRECTIONS
+    if op & 2:
+        grid, label = grid.flip(3), (4 - label) % NUM_DIRECTIONS
+    if op & 4:
+        grid, label = grid.flip(2), (-label) % NUM_DIRECTIONS
+    out = torch.cat([feats[:, :, :prefix_tokens], grid.reshape(t, k, side * side, d)], dim=2)
+    return out, label
