@@ -21,7 +21,7 @@ start=$SECONDS
   2>&1 | tee "$OUT/info.txt"
 
 COLDSTREAM_REQUIRE_CUDA=1 timeout "${CUDA_TESTS_TIMEOUT:-130}" \
-  python3 -m pytest -m cuda tests -q -p no:cacheprovider 2>&1 | tee "$OUT/cuda-tests.log"
+  python3 -m pytest -m cuda ${CUDA_TESTS:-tests} -q -p no:cacheprovider 2>&1 | tee "$OUT/cuda-tests.log"
 tests_rc=${PIPESTATUS[0]}
 echo "cuda tests: exit $tests_rc after $((SECONDS - start)) s" | tee -a "$OUT/info.txt"
 

@@ -116,7 +116,8 @@ def test_opcheck_compile_gradcheck_reference():
 @pytest.mark.cuda
 def test_cuda_triton_matches_reference():
     for dtype in (torch.float32, torch.bfloat16):
-        x = [t.cuda().to(dtype) if i < 2 else t.cuda() for i, t in enumerate(make_inputs(batch=16, T=40, dim=1000))]
+        inputs = make_inputs(batch=16, T=40, dim=1000, log_gates=True)  # the gates are passed as log-values below
+        x = [t.cuda().to(dtype) if i < 2 else t.cuda() for i, t in enumerate(inputs)]
         outs, grads = forward_backward(fn("triton", True), leaves(x))
         ref_outs, ref_grads = forward_backward(fn("oracle", True), leaves([t.float() for t in x]))
         assert_all_close(outs, ref_outs, dtype, "fwd")

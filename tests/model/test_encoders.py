@@ -208,6 +208,13 @@ def test_frames_one_by_one_equal_the_batch(vits_weights):
     torch.testing.assert_close(single, batch, atol=1e-5, rtol=1e-5)
 
 
+def test_compile_keeps_inference_mode_outside_the_compiled_region(vits_weights):
+    enc = build_encoder(VITS, weights=vits_weights)
+    x = torch.randn(1, 3, 32, 32)
+    eager = enc(x).clone()
+    torch.testing.assert_close(enc.compile(backend="eager")(x), eager)
+
+
 def test_frozen_stays_frozen_after_train(vits_weights):
     enc = build_encoder(VITS, weights=vits_weights)
     enc.train()

@@ -7,6 +7,7 @@ backend never falls back silently.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -30,6 +31,20 @@ def xformers_unavailable_reason() -> str | None:
         return f"xformers is not importable ({type(e).__name__}: {e}); install it with: {XFORMERS_INSTALL}"
     if not torch.cuda.is_available():
         return "xformers memory_efficient_attention runs on CUDA only and no CUDA device is available"
+    return _xformers_probe()
+
+
+@functools.cache
+def _xformers_probe() -> str | None:
+    """Importing is not enough: a wheel built for another torch/CUDA imports but has no working operator."""
+    import xformers.ops as xops
+
+    try:
+        q = torch.zeros(1, 8, 1, 64, device="cuda", dtype=torch.float16)
+        xops.memory_efficient_attention(q, q, q)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"xformers is installed but cannot run here ({type(e).__name__}: {first}); reinstall: {XFORMERS_INSTALL}"
     return None
 
 

@@ -73,6 +73,13 @@ class FrozenEncoder(nn.Module):
         dtype = next(self.parameters()).dtype
         return frames if torch.is_autocast_enabled(frames.device.type) else frames.to(dtype)
 
+    def compile(self, **kwargs) -> FrozenEncoder:
+        """``torch.compile`` the frozen computation in place (``nn.Module.compile`` would also trace the
+        ``inference_mode`` context, which inductor rejects); ``kwargs`` go to ``torch.compile``."""
+        self._tokens = torch.compile(self._tokens, **kwargs)
+        self._features = torch.compile(self._features, **kwargs)
+        return self
+
     def _tokens(self, frames: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
