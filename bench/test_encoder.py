@@ -38,7 +38,8 @@ def _record(benchmark, device, name, batch, flops_per_frame=None):
 
 def _reference_check(enc, x, dtype):
     """Correctness gate before timing: the timed configuration must match the fp32 math oracle."""
-    ref = build_encoder(enc.name, attention="math").to(x.device)
+    with torch.device(x.device):  # initialise on the device: a CPU init of ViT-L takes seconds
+        ref = build_encoder(enc.name, attention="math")
     ref.load_state_dict(enc.state_dict())
     want = ref(x.float())
     got = enc(x).float()
@@ -83,7 +84,8 @@ def test_dinov3_cuda(benchmark, device, quick, name, batch, mode):
     if mode == "xformers" and xformers_unavailable_reason():
         pytest.skip(xformers_unavailable_reason())
     benchmark.group = f"encoder-{name}-b{batch}"
-    enc = build_encoder(name, attention="xformers" if mode == "xformers" else "sdpa").to(device, torch.bfloat16)
+    with torch.device(device):
+        enc = build_encoder(name, attention="xformers" if mode == "xformers" else "sdpa").to(torch.bfloat16)
     enc.check_finite = False  # a host sync per call would distort the timing
     x = torch.randn(batch, 3, 224, 224, device=device, dtype=torch.bfloat16)
     _reference_check(enc, x[:1], torch.bfloat16)
