@@ -67,6 +67,9 @@ class ClipModel(nn.Module):
         enrichment: ``last | mean | mlp``.
         readout: ``linear`` (:class:`LinearReadout`) or ``attentive`` (SPEC §5.1 probe at a reduced width).
         prefix_tokens: tokens before the patch grid (kept as they are by ``token_grid``).
+        pos_embed: add a learned embedding per token position before the core. Convolutional features (EfficientNet)
+            carry no position, and the cores treat tokens as a set, so without it no core can tell where content moved
+            (DINOv3 patch features do carry position through RoPE). Initialised N(0, 0.02²) as in ViTs.
         token_grid: when > 0, average-pool the square patch grid to ``token_grid × token_grid`` tokens before the
             core (a fixed op on the cached features; makes the CPU main job affordable). 0 keeps every token.
     """
@@ -85,6 +88,7 @@ class ClipModel(nn.Module):
         dropout: float = 0.0,
         prefix_tokens: int = 0,
         token_grid: int = 0,
+        pos_embed: bool = True,
     ):
         super().__init__()
         k, n, d = feature_shape
@@ -93,6 +97,8 @@ class ClipModel(nn.Module):
         self.prefix_tokens = prefix_tokens
         self.token_grid = token_grid
         self.enrich = _Enrichment(enrichment, d, k, prefix_tokens)
+        n_core = n if not token_grid else prefix_tokens + token_grid * token_grid
+        self.pos_embed = nn.Parameter(torch.randn(n_core, d) * 0.02) if pos_embed else None
         opts = dict(core_options or {})
         if core in ("identity", "meanpool"):
             self.core = build_core("identity", core_dim, in_dim=d)
@@ -131,6 +137,8 @@ class ClipModel(nn.Module):
                 f"expected features [B, T, K, N, D] with (K, N, D) = {self.feature_shape}, got {tuple(feats.shape)}"
             )
         x = self._pool_tokens(self.enrich(feats.float()))
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
         if self.kind == "meanpool":
             x = x.mean(dim=1, keepdim=True)  # order-blind: the whole clip collapses to one averaged frame
         return self.readout(self.core(x))
@@ -141,6 +149,8 @@ class ClipModel(nn.Module):
         if self.kind == "meanpool":
             raise ValueError("the meanpool baseline averages a whole clip; it cannot stream frame by frame")
         x = self._pool_tokens(self.enrich(frame_feats.float().unsqueeze(1)))[:, 0]  # [B, N, D]
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
         if state is None:
             state = self.core.init_state(x.shape[0], x.shape[1], device=x.device)
         o, state = self.core.step(x, state)
@@ -161,4 +171,5 @@ def build_clip_model(feature_shape, num_classes: int, mcfg, prefix_tokens: int =
         dropout=mcfg.dropout,
         prefix_tokens=prefix_tokens,
         token_grid=mcfg.token_grid,
+        pos_embed=mcfg.pos_embed,
     )

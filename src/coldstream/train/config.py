@@ -32,6 +32,7 @@ class ModelConfig:
     readout: str = "linear"  # classification readout: "linear" (mean-pooled tokens) or "attentive" (SPEC §5.1 probe)
     dropout: float = 0.0  # dropout on the readout input
     token_grid: int = 0  # > 0: average-pool the patch grid to token_grid x token_grid tokens before the core
+    pos_embed: bool = True  # learned per-position token embedding before the core (conv features carry no position)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def param_groups(
             continue
         bare = name.removeprefix("module.")
         is_readout = any(bare == r or bare.startswith(r + ".") for r in readout_prefixes)
-        decays = p.ndim >= 2 and id(p) not in norm_params
+        decays = p.ndim >= 2 and id(p) not in norm_params and not bare.endswith("pos_embed")
         buckets[("readout_" if is_readout else "") + ("decay" if decays else "no_decay")].append(p)
     rl = lr if readout_lr is None else readout_lr
     spec = {
