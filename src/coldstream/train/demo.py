@@ -98,7 +98,7 @@ class DemoConfig:
     )  # per row, for build_core
     direction: DirectionConfig = field(default_factory=DirectionConfig)
     arrow: ArrowConfig = field(default_factory=ArrowConfig)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=2))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_frac=0.05))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, progress=False, resume=False))
 
