@@ -10,10 +10,10 @@ from coldstream.train.tasks import arrow, direction
 
 
 def _photo(tmp_path, h=300, w=400):
-    import cv2
+    from PIL import Image
 
     img = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
-    cv2.imwrite(str(tmp_path / "p.png"), img)
+    Image.fromarray(img).save(tmp_path / "p.png")
     return Source("test/p", tmp_path / "p.png")
 
 

@@ -45,12 +45,18 @@ class Trajectory:
 
 @lru_cache(maxsize=8)
 def _resized_photo(path: str, short_side: int) -> np.ndarray:
-    import cv2
-
     img = read_image(path)
     h, w = img.shape[:2]
     s = short_side / min(h, w)
-    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    size = (round(w * s), round(h * s))
+    try:
+        import cv2
+
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    except ImportError:  # OpenCV is optional; Pillow comes with scikit-image
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(img).resize(size, Image.BOX if s < 1 else Image.BILINEAR))
 
 
 def render(traj: Trajectory, size: int, frames: int) -> np.ndarray:
