@@ -10,6 +10,10 @@ def test_ratios_are_against_the_groups_reference_case_and_failures_have_no_speed
         {"suite": "io", "case": "dali[a]", "status": "skipped", "reason": "DALI missing"},
         {"suite": "io", "case": "dali[b]", "status": "skipped", "reason": "DALI missing"},
     ]
+    kernel = {"suite": "kernels", "status": "passed", "group": "h", "median_s": 1.0, "speedup_vs_reference": 3.0}
+    own = [{**kernel, "case": c} for c in ("a", "b")]
+    add_ratios(own)
+    assert all("speedup" not in r for r in own)
     add_ratios(rows)
     assert rows[1]["speedup"] == 10.0 and rows[2]["speedup"] == 2.5 and rows[0]["speedup"] == 1.0
     assert "speedup" not in rows[3]
