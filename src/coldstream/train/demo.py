@@ -182,7 +182,7 @@ def _arrow_sources(d: DataConfig, enc):
     jobs, per_src, skipped = [], {}, []
     for v in vids:
         try:
-            n = min(arrow.num_frames(str(v.path)), o["max_frames"])
+            n = min(arrow.num_frames(str(v.path), cap=o["max_frames"]), o["max_frames"])
         except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
             skipped.append((v.name, str(e)))
             continue
