@@ -1,8 +1,9 @@
 """Training throughput: clips/s from the feature cache vs the same model with the frozen encoder in the loop, side by
 side on one machine, and cache extraction frames/s.
 
-EfficientNet-Lite0 (real weights) at 128² on CPU, 224² on GPU; T = 16; the main job's model (1-layer core of width
-64 over a 2x2-pooled token grid, linear readout). Before timing, the cached features must equal the encoder's output
+EfficientNet-Lite0 (real weights) at 128² on CPU, 224² on GPU; T = 16; the main job's model (configs/demo.yaml: a
+1-layer core of width 64 over every token with position embeddings, GMMix with d_state 4 / expand 1, linear readout).
+The issue asks for >= 10x; the test asserts it. Before timing, the cached features must equal the encoder's output
 (bf16) and both paths must give the same loss on the same batch.
 """
 
@@ -45,6 +46,7 @@ def test_cache_extraction_frames_per_s(benchmark, setup, device):
     rep = setup["extract"]
     benchmark.extra_info.update(frames_per_s=rep.frames_per_s, frames=rep.encoded_frames, size=setup["size"])
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print(f"\ncache extraction: {rep.frames_per_s:.1f} frames/s at {setup['size']}²")
     assert rep.encoded_frames == len(setup["items"]) * T
 
 
@@ -53,7 +55,8 @@ def test_train_clips_per_s_cache_vs_encoder_in_loop(benchmark, setup, device, co
     enc, cache, b = setup["enc"], setup["cache"], setup["batch"]
     torch.manual_seed(0)
     shape = cache.key.feature_shape
-    model = ClipModel(shape, 8, core=core, core_dim=64, core_layers=1, token_grid=2, prefix_tokens=1).to(device)
+    opts = {"d_state": 4, "expand": 1} if core == "gmmix" else {}
+    model = ClipModel(shape, 8, core=core, core_dim=64, core_layers=1, core_options=opts, prefix_tokens=1).to(device)
     live = EncoderInTheLoop(enc, model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     data = CachedClips(cache, setup["items"])
@@ -88,5 +91,7 @@ def test_train_clips_per_s_cache_vs_encoder_in_loop(benchmark, setup, device, co
         clips_per_s_cache=b / t_cache, clips_per_s_encoder_in_loop=b / t_live, ratio=ratio, size=setup["size"]
     )
     pedantic(benchmark, from_cache, device, rounds=3, warmup=0)
-    print(f"\n{core}: cache {b / t_cache:.1f} clips/s, encoder in the loop {b / t_live:.1f} clips/s, ratio {ratio:.1f}x")
-    assert ratio > 1.0
+    print(
+        f"\n{core}: cache {b / t_cache:.1f} clips/s, encoder in the loop {b / t_live:.1f} clips/s, ratio {ratio:.1f}x"
+    )
+    assert ratio >= 10.0
