@@ -14,6 +14,7 @@ builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only (PLATFORM
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -33,6 +34,8 @@ from .errors import (
     VideoError,
 )
 from .source import FrameSource, VideoInfo, stack_frames
+
+log = logging.getLogger("coldstream.io")
 
 # Leading bytes of the containers we know; a file that fails to open and starts with one of these is a broken video,
 # anything else is not a video at all.
@@ -84,16 +87,35 @@ def _import_av():
 
 
 class PyAVSource(FrameSource):
-    """CPU decoding with PyAV: exact display-order indices from the packet index, seeks by presentation timestamp.
+    """CPU decoding with PyAV: exact display-order indices, seeks to keyframes by container timestamp.
+
+    Frame ``i`` is the ``i``-th picture FFmpeg's decoder outputs when the stream is decoded from its start (what
+    OpenCV's sequential reader and every player show). Two ways to index that without decoding everything each time:
+
+    * ``index="packets"``: demux only; the packets' presentation timestamps in sorted order. Exact when the container
+      stores real presentation timestamps (MP4/MOV with composition offsets, MKV, WebM, AVI without B-frames).
+    * ``index="decode"``: one decoding pass at open time (no RGB conversion) records the decoder's output order.
+      Needed when the container's timestamps do not describe display order: B-frames muxed without composition
+      offsets (pts == dts), AVI with (packed) B-frames whose timestamps FFmpeg can only guess, packets without
+      timestamps or with duplicated ones, a decoder that drops a packet.
+    * ``index="auto"`` (default): ``packets``, switching to ``decode`` (logged once per file) when the packets show one
+      of those problems or when the first decoded frames disagree with the packet index.
+
+    Decoded frames are identified by the timestamp the decoder passes through (unique per packet) and, where that is
+    missing or repeated, by counting on from the last identified frame; a seek that overshoots retries from an
+    earlier keyframe, down to the start of the file, so a wrong seek can cost time but never a wrong frame.
 
     ``threads``: decoder threads (0 = FFmpeg's choice). ``frame_threads``: frame threading as well as slice threading
     (measured slower on the 2-core machine for 224² streams; may pay off for one large stream on many cores).
     """
 
     backend_name = "pyav"
+    VERIFY_FRAMES = 8  # frames decoded at open to check the packet index against the decoder's output order
 
-    def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, **kwargs):
+    def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, index: str = "auto", **kwargs):
         super().__init__(path, **kwargs)
+        if index not in ("auto", "packets", "decode"):
+            raise ValueError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
         self._av = _import_av()
         from av.video.reformatter import VideoReformatter
 
@@ -103,8 +125,18 @@ class PyAVSource(FrameSource):
         self._threads = threads
         self._frame_threads = frame_threads
         self._container = None
+        self._first_frame = None
         self._open()
-        self._build_index()
+        self._scan_packets()
+        why = self._packet_index_problem() if index == "auto" else None
+        if index == "decode" or why:
+            self._index_by_decoding(why)
+        else:
+            self._index_by_packets()
+            if index == "auto":
+                why = self._verify_first_frames()
+                if why:
+                    self._index_by_decoding(why)
         self._probe_first_frame()
 
     # ---- opening and indexing -----------------------------------------------------------------------------------
@@ -125,48 +157,122 @@ class PyAVSource(FrameSource):
         self._has_audio = bool(streams.audio)
         self._codec = self._stream.codec_context.name
 
-    def _build_index(self):
-        """Demux (no decoding) the video stream: presentation timestamps in display order and keyframes."""
+    def _scan_packets(self):
+        """Demux (no decoding) the video stream: each packet's pts, dts and keyframe flag, in decode order."""
         av = self._av
-        pts, keys = [], []
+        self._packets: list[tuple[int | None, int | None, bool]] = []
+        self._discarded = 0
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet at the end
                     continue
-                t = packet.pts if packet.pts is not None else packet.dts
-                pts.append(t)
-                keys.append(bool(packet.is_keyframe))
+                if packet.is_discard:
+                    # Before an edit list's start: decoded as a reference but never shown (the decoder drops it).
+                    self._discarded += 1
+                    continue
+                self._packets.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
         except av.error.FFmpegError as e:
             raise CorruptVideoError(self.path, f"cannot read the video packets ({e})") from e
-        if not pts:
+        if not self._packets:
             raise NoVideoFramesError(self.path, f"the {self._codec} video stream holds zero frames")
+        self._time_base = self._stream.time_base or Fraction(1, 1)
+        known = [t for t in (p[1] if p[1] is not None else p[0] for p in self._packets) if t is not None]
+        self._start_ts = min(known) if known else 0  # seeking here restarts decoding from the first packet
+
+    def _packet_index_problem(self) -> str | None:
+        """Why the packets' timestamps cannot give display order, or None when they can."""
+        pts = [p[0] for p in self._packets]
         if any(t is None for t in pts):
-            # Containers without timestamps: frames are in stream order.
-            pts = list(range(len(pts)))
-            self._time_base = Fraction(1, 1)
-            self._timestamps_known = False
-        else:
-            self._time_base = self._stream.time_base or Fraction(1, 1)
-            self._timestamps_known = True
-        order = sorted(range(len(pts)), key=lambda i: pts[i])
-        self._pts = [pts[i] for i in order]
-        if len(set(self._pts)) != len(self._pts):
-            raise CorruptVideoError(self.path, "several video frames share one presentation timestamp")
-        self._pts_to_index = {t: i for i, t in enumerate(self._pts)}
-        self._key_indices = sorted(self._pts_to_index[pts[i]] for i in range(len(pts)) if keys[i]) or [0]
-        n = len(self._pts)
-        declared = self._stream.frames or 0
-        if declared > n:
-            raise CorruptVideoError(
-                self.path, f"truncated: the container declares {declared} video frames but only {n} are present"
+            return f"{sum(t is None for t in pts)} of {len(pts)} video packets have no presentation timestamp"
+        if len(set(pts)) != len(pts):
+            return f"{len(pts) - len(set(pts))} video packets repeat another packet's presentation timestamp"
+        reorders = bool(getattr(self._stream.codec_context, "has_b_frames", False))
+        if reorders and len(pts) > 1 and all(p[0] == p[1] for p in self._packets):
+            return "the stream has B-frames but its packets carry decode timestamps only (pts == dts)"
+        if reorders and self._container.format.name == "avi":
+            return "AVI stores no presentation timestamps and this stream has B-frames (FFmpeg guesses their order)"
+        return None
+
+    def _index_by_packets(self):
+        self._index_mode = "packets"
+        pts = sorted(p[0] for p in self._packets)
+        keys = {p[0] for p in self._packets if p[2]}
+        self._set_index(pts, pts, [i for i, t in enumerate(pts) if t in keys], timestamps_known=True)
+        self._check_declared_length(len(pts))
+
+    def _index_by_decoding(self, why: str | None):
+        """One decoding pass from the start: the decoder's output order is display order."""
+        av = self._av
+        keys, keyframes = [], []
+        try:
+            self._container.seek(self._start_ts, backward=True, any_frame=False, stream=self._stream)
+            for frame in self._container.decode(self._stream):
+                if frame.key_frame:
+                    keyframes.append(len(keys))
+                keys.append(frame.pts)
+        except av.error.FFmpegError as e:
+            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {len(keys)} ({e})") from e
+        if not keys:
+            raise CorruptVideoError(self.path, f"corrupt data: no {self._codec} frame could be decoded")
+        n, npk = len(keys), len(self._packets)
+        self._index_mode = "decode"
+        if why is not None:
+            _say_once(
+                self.path, "decode", f"{self.path}: {why}; frames indexed by decoding the stream once ({n} frames)"
             )
+        if n < npk:
+            _say_once(
+                self.path,
+                "dropped",
+                f"{self.path}: {npk} video packets decode to {n} pictures (the decoder drops "
+                f"{npk - n}, as every FFmpeg-based player does); indexing the {n} pictures",
+            )
+        known = [k for k in keys if k is not None]
+        if len(known) == n and len(set(known)) == n:
+            # Display times: the decoder's timestamps are unique but may be decode times; sorted, they are the
+            # presentation grid (FFmpeg's own guess for streams without composition offsets).
+            ticks, timestamps_known = sorted(known), True
+        else:
+            ticks, timestamps_known = list(range(n)), False
+        self._set_index(keys, ticks, keyframes, timestamps_known=timestamps_known)
+        if timestamps_known:
+            self._check_declared_length(npk)  # the packets are all there: a decoder that drops some is logged above
+        else:
+            rate = self._nominal_rate()
+            self._time_base = 1 / rate if rate else Fraction(1, 1)
+            self._finish_timing()
+
+    def _set_index(self, keys: list, ticks: list, keyframes: list[int], *, timestamps_known: bool):
+        """``keys``: what the decoder reports as each display-order frame's pts; ``ticks``: display times."""
+        self._keys = list(keys)
+        counts: dict = {}
+        for k in self._keys:
+            counts[k] = counts.get(k, 0) + 1
+        self._key_to_index = {k: i for i, k in enumerate(self._keys) if k is not None and counts[k] == 1}
+        self._pts = list(ticks)
+        self._timestamps_known = timestamps_known
+        # Seek points: keyframes whose decoded frame can be recognised (frame 0 = the start of the file).
+        self._key_indices = sorted({0} | {i for i in keyframes if self._keys[i] in self._key_to_index})
+        dts = {p[0]: p[1] for p in self._packets if p[0] is not None}
+        self._seek_ts = {}
+        for i in self._key_indices:
+            k = self._keys[i]
+            d = dts.get(k)
+            # Seek by the smaller of pts and dts: demuxers index by one or the other, and landing early is harmless.
+            self._seek_ts[i] = min(k, d) if k is not None and d is not None else k if k is not None else self._start_ts
+        self._seek_ts[0] = self._start_ts
+        self._finish_timing()
+
+    def _nominal_rate(self) -> Fraction | None:
+        return next((Fraction(r) for r in (self._stream.average_rate, self._stream.guessed_rate) if r and r > 0), None)
+
+    def _finish_timing(self):
+        n = len(self._pts)
         tb = self._time_base
         span = (self._pts[-1] - self._pts[0]) * tb
         # The container's nominal rate when the timestamps agree with it (millisecond time bases make 30 fps measure
         # as 29.99, and round(fps / target) must not flip on that); otherwise the measured average.
-        nominal = next(
-            (Fraction(r) for r in (self._stream.average_rate, self._stream.guessed_rate) if r and r > 0), None
-        )
+        nominal = self._nominal_rate()
         measured = Fraction(n - 1) / span if n >= 2 and span > 0 else None
         if measured is None or (nominal is not None and abs(nominal - measured) <= Fraction(1, 100) * measured):
             self._fps = nominal if nominal is not None else Fraction(0)
@@ -175,25 +281,67 @@ class PyAVSource(FrameSource):
         deltas = np.diff(np.asarray(self._pts, dtype=np.float64)) * float(tb)
         # Jitter of one time-base tick (timestamps rounded to the time base) is not a variable frame rate.
         self._vfr = bool(deltas.size and deltas.max() - deltas.min() > max(1e-3, 2 * float(tb)) + 1e-9)
-        frame_dur = float(np.median(deltas)) if deltas.size else (1 / float(self._fps) if self._fps else 0.0)
-        self._duration = float(span) + frame_dur
-        if self._timestamps_known and len(self._container.streams) == 1 and self._container.duration:
+        self._frame_dur = float(np.median(deltas)) if deltas.size else (1 / float(self._fps) if self._fps else 0.0)
+        self._duration = float(span) + self._frame_dur
+
+    def _check_declared_length(self, present: int):
+        """A truncated file (data really missing) raises; a header that merely over-counts frames is logged."""
+        n = len(self._pts)
+        tb = self._time_base
+        end = self._duration + float(self._pts[0] * tb)
+        declared = self._stream.frames or 0
+        stream_s = float(self._stream.duration * tb) if self._stream.duration else 0.0
+        if declared > present + self._discarded:
+            # AVI counts empty "drop frame" chunks (variable frame rate) and some muxers write the count before
+            # capture ends: only timestamps that stop short of the declared length mean missing data.
+            if stream_s and stream_s - end > max(2 * self._frame_dur, 0.1 * stream_s):
+                raise CorruptVideoError(
+                    self.path,
+                    f"truncated: the container declares {declared} video frames ({stream_s:.3f} s) but only {n} "
+                    f"are present, ending after {end:.3f} s",
+                )
+            _say_once(
+                self.path,
+                "declared",
+                f"{self.path}: the container declares {declared} video frames but holds "
+                f"{n} pictures spanning its full length (dropped or repeated frame slots); indexing the {n}",
+            )
+        if len(self._container.streams) == 1 and self._container.duration:
             declared_s = self._container.duration / 1_000_000
-            if declared_s - self._duration > max(2 * frame_dur, 0.1 * declared_s):
+            if declared_s - self._duration > max(2 * self._frame_dur, 0.1 * declared_s):
                 raise CorruptVideoError(
                     self.path,
                     f"truncated: the container declares {declared_s:.3f} s of video but the data ends after "
                     f"{self._duration:.3f} s ({n} frames)",
                 )
 
+    def _verify_first_frames(self) -> str | None:
+        """Decode the first frames and check the packet index names them in the decoder's output order."""
+        m = min(len(self._pts), self.VERIFY_FRAMES)
+        got = []
+        for idx, frame in self._decoded_frames(0):
+            if idx == 0:
+                self._first_frame = frame
+            got.append(idx)
+            if len(got) == m:
+                break
+        if got == list(range(m)):
+            return None
+        return (
+            f"the decoder outputs frames in another order than the container's timestamps (frames {got} where the "
+            f"packet index expects {list(range(m))})"
+        )
+
     def _probe_first_frame(self):
         """Decode frame 0: proves the stream decodes and gives size, pixel format and rotation."""
-        first = None
-        for _, frame in self._decoded_frames(0):
-            first = frame
-            break
+        first, self._first_frame = self._first_frame, None
         if first is None:
-            raise CorruptVideoError(self.path, f"no {self._codec} frame could be decoded")
+            for idx, frame in self._decoded_frames(0):
+                if idx == 0:
+                    first = frame
+                break
+        if first is None:
+            raise CorruptVideoError(self.path, f"corrupt data: no {self._codec} frame could be decoded")
         self._rotation = int(getattr(first, "rotation", 0) or 0) % 360
         w, h = first.width, first.height
         if self._rotation in (90, 270):
@@ -217,13 +365,23 @@ class PyAVSource(FrameSource):
         return self._info
 
     @property
+    def index_mode(self) -> str:
+        """``"packets"`` (demuxed timestamps) or ``"decode"`` (indexed by a decoding pass); see the class doc."""
+        return self._index_mode
+
+    @property
+    def timestamps_known(self) -> bool:
+        """Whether :meth:`timestamp` comes from the container (False: ``index / fps``)."""
+        return self._timestamps_known
+
+    @property
     def fps_exact(self) -> Fraction:
         """The average frame rate as an exact fraction (so ``round(fps / target)`` has no float error)."""
         return self._fps
 
     @property
     def keyframe_indices(self) -> list[int]:
-        """Display-order indices of keyframes (seek points)."""
+        """Display-order indices of the seek points (keyframes)."""
         return list(self._key_indices)
 
     def timestamp(self, index: int) -> float:
@@ -231,54 +389,83 @@ class PyAVSource(FrameSource):
         return float(self._pts[index] * self._time_base)
 
     # ---- decoding -------------------------------------------------------------------------------------------------
-    def _decoded_frames(self, start: int) -> Iterator[tuple[int, object]]:
-        """``(index, av.VideoFrame)`` from the keyframe at or before ``start`` onward (indices may start < start)."""
+    def _seek_point(self, index: int, before: int | None = None) -> int:
+        """The last seek point at or before ``index`` (and strictly before ``before`` when given)."""
+        limit = index if before is None else min(index, before - 1)
+        return self._key_indices[bisect.bisect_right(self._key_indices, max(limit, 0)) - 1]
+
+    def _decoded_frames(self, start: int, seek_point: int | None = None) -> Iterator[tuple[int, object]]:
+        """``(index, av.VideoFrame)`` from the seek point at or before ``start`` on (indices may start < start).
+
+        Frames are identified by their decoder timestamp where it is unique, else by counting on from the last
+        identified frame; frames before the first identified one (after a seek) are skipped.
+        """
         av = self._av
-        key = self._key_indices[bisect.bisect_right(self._key_indices, start) - 1]
+        key = self._seek_point(start) if seek_point is None else seek_point
         try:
-            self._container.seek(self._pts[key], backward=True, any_frame=False, stream=self._stream)
+            self._container.seek(self._seek_ts[key], backward=True, any_frame=False, stream=self._stream)
         except av.error.FFmpegError as e:
             raise CorruptVideoError(self.path, f"cannot seek to frame {start} ({e})") from e
-        count = key - 1
+        last = -1 if key == 0 else None
         try:
             for frame in self._container.decode(self._stream):
-                if self._timestamps_known and frame.pts is not None:
-                    idx = self._pts_to_index.get(frame.pts)
-                    if idx is None:
-                        continue  # a frame the index does not know (e.g. before an edit list's start)
-                else:
-                    idx = count + 1
-                count = idx
+                idx = self._key_to_index.get(frame.pts) if frame.pts is not None else None
+                if idx is None:
+                    if last is None:
+                        continue  # not recognisable until a frame with a known timestamp comes
+                    idx = last + 1
+                last = idx
+                if idx >= len(self._pts):
+                    return
                 yield idx, frame
         except av.error.FFmpegError as e:
-            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {count + 1} ({e})") from e
+            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {(last or -1) + 1} ({e})") from e
 
     def _to_rgb(self, frame) -> torch.Tensor:
         rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
         return torch.from_numpy(_rotate(rgb, self._rotation))
 
+    def _missing(self, index: int) -> CorruptVideoError:
+        hint = " (try index='decode')" if self._index_mode == "packets" else ""
+        return CorruptVideoError(
+            self.path,
+            f"frame {index} is in the {self._index_mode} index but the decoder produced no picture for it, even "
+            f"decoding from the start of the file{hint}",
+        )
+
     def _decode(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
         out: dict[int, torch.Tensor] = {}
         pending = list(indices)  # sorted, unique
+        seek_point = None  # None: the natural seek point of pending[0]; else a retry from an earlier one
         while pending:
             target = pending[0]
-            for idx, frame in self._decoded_frames(target):
+            sp = self._seek_point(target) if seek_point is None else seek_point
+            progressed, ended = False, True
+            for idx, frame in self._decoded_frames(target, sp):
                 if idx < pending[0]:
                     continue
-                if idx == pending[0]:
-                    out[idx] = self._to_rgb(frame)
-                    pending.pop(0)
-                    if not pending:
-                        break
-                    # Seek instead of decoding on when a keyframe lies between here and the next wanted frame.
-                    if self._key_indices[bisect.bisect_right(self._key_indices, pending[0]) - 1] > idx + 1:
-                        break
-                elif idx > pending[0]:
-                    raise CorruptVideoError(self.path, f"frame {pending[0]} is missing from the decoded stream")
-            else:
+                if idx > pending[0]:  # the seek landed past the frame, or the decoder skipped it
+                    ended = False
+                    break
+                out[idx] = self._to_rgb(frame)
+                pending.pop(0)
+                progressed = True
+                # Seek instead of decoding on when a keyframe lies between here and the next wanted frame.
+                if not pending or self._seek_point(pending[0]) > idx + 1:
+                    ended = False
+                    break
+            if not pending:
+                break
+            if progressed:
+                seek_point = None
+            elif sp > 0:
+                seek_point = self._seek_point(target, before=sp)  # retry from an earlier keyframe
+            elif ended:
                 raise CorruptVideoError(
                     self.path, f"frames {pending[:5]} could not be decoded (the stream ends early: truncated?)"
                 )
+            else:
+                raise self._missing(target)
         return stack_frames([out[i] for i in indices]), [self.timestamp(i) for i in indices]
 
     def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
@@ -289,9 +476,32 @@ class PyAVSource(FrameSource):
             if idx < start:
                 continue
             if idx != expected:
-                raise CorruptVideoError(self.path, f"frame {expected} is missing from the decoded stream")
+                if expected == start:
+                    # The seek did not reach `start` cleanly: decode it from the start of the file instead.
+                    yield from self._decode_sequential_from_zero(start, step)
+                    return
+                raise (
+                    self._missing(expected)
+                    if idx > expected
+                    else CorruptVideoError(
+                        self.path, f"the decoder output frame {idx} again after frame {expected - 1}"
+                    )
+                )
             expected += 1
             if (idx - start) % step == 0:
+                yield idx, self.timestamp(idx), self._to_rgb(frame)
+        if expected < len(self._pts):
+            raise CorruptVideoError(
+                self.path, f"the stream ends after frame {expected - 1} but the index has {len(self._pts)} frames"
+            )
+
+    def _decode_sequential_from_zero(self, start: int, step: int) -> Iterator[tuple[int, float, torch.Tensor]]:
+        expected = 0
+        for idx, frame in self._decoded_frames(start, 0):
+            if idx != expected:
+                raise self._missing(expected)
+            expected += 1
+            if idx >= start and (idx - start) % step == 0:
                 yield idx, self.timestamp(idx), self._to_rgb(frame)
         if expected < len(self._pts):
             raise CorruptVideoError(
@@ -302,6 +512,16 @@ class PyAVSource(FrameSource):
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+_said: set[tuple[str, str]] = set()
+
+
+def _say_once(path: str, kind: str, message: str) -> None:
+    """Log a per-file observation once per process (datasets reopen the same files every epoch)."""
+    if (path, kind) not in _said:
+        _said.add((path, kind))
+        log.warning(message)
 
 
 def _import_cv2():
