@@ -64,6 +64,40 @@ def looks_like_video_container(path: str) -> bool:
     return any(head[off : off + len(magic)] == magic for off, magic in _CONTAINER_MAGIC)
 
 
+def declared_file_size(path: str) -> int | None:
+    """The byte length a RIFF (AVI) or ISO BMFF (MP4/MOV) file's own headers declare, or None when unknown.
+
+    A file shorter than that lost its end (an interrupted copy or download): that is data really missing, unlike a
+    header that merely over-counts frames. RIFF: the first chunk's size (OpenDML files continue in more RIFF chunks
+    after it, so only a shorter file counts). ISO BMFF: the end of the last top-level box.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return int.from_bytes(head[4:8], "little") + 8
+            if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+                return None
+            pos = 0
+            while pos < size:
+                f.seek(pos)
+                box = f.read(16)
+                if len(box) < 8:
+                    return pos + 8
+                n = int.from_bytes(box[:4], "big")
+                if n == 1 and len(box) == 16:
+                    n = int.from_bytes(box[8:16], "big")
+                elif n == 0:  # the last box runs to the end of the file
+                    return size
+                if n < 8:
+                    return None  # not a box structure we understand: no claim
+                pos += n
+            return pos
+    except OSError:
+        return None
+
+
 def _open_failure(path: str, detail: str) -> VideoError:
     if os.path.getsize(path) == 0:
         return NotAVideoError(path, "empty file (0 bytes)")
@@ -178,6 +212,20 @@ class PyAVSource(FrameSource):
         self._time_base = self._stream.time_base or Fraction(1, 1)
         known = [t for t in (p[1] if p[1] is not None else p[0] for p in self._packets) if t is not None]
         self._start_ts = min(known) if known else 0  # seeking here restarts decoding from the first packet
+        self._check_file_size()  # before any decoding: a cut-off file is not worth indexing
+
+    def _check_file_size(self):
+        """Raise when the file is shorter than its own headers say and frames the header counts are missing."""
+        declared, present = self._stream.frames or 0, len(self._packets) + self._discarded
+        if declared <= present:
+            return
+        want, have = declared_file_size(self.path), os.path.getsize(self.path)
+        if want is not None and have + 8 < want:
+            raise CorruptVideoError(
+                self.path,
+                f"truncated: the file is {have} bytes but its headers declare {want} ({100 * (want - have) / want:.0f}%"
+                f" missing); {present} of {declared} declared video frames are present",
+            )
 
     def _packet_index_problem(self) -> str | None:
         """Why the packets' timestamps cannot give display order, or None when they can."""
@@ -204,8 +252,8 @@ class PyAVSource(FrameSource):
         """One decoding pass from the start: the decoder's output order is display order."""
         av = self._av
         keys, keyframes = [], []
+        self._seek(0)
         try:
-            self._container.seek(self._start_ts, backward=True, any_frame=False, stream=self._stream)
             for frame in self._container.decode(self._stream):
                 if frame.key_frame:
                     keyframes.append(len(keys))
@@ -228,9 +276,13 @@ class PyAVSource(FrameSource):
                 f"{npk - n}, as every FFmpeg-based player does); indexing the {n} pictures",
             )
         known = [k for k in keys if k is not None]
-        if len(known) == n and len(set(known)) == n:
-            # Display times: the decoder's timestamps are unique but may be decode times; sorted, they are the
-            # presentation grid (FFmpeg's own guess for streams without composition offsets).
+        dts = [p[1] for p in self._packets]
+        if self._container.format.name == "avi" and n == npk and None not in dts:
+            # AVI timestamps are frame slots: a packet's dts is its slot, its pts only FFmpeg's guess.
+            ticks, timestamps_known = sorted(dts), True
+        elif len(known) == n:
+            # Display times: the decoder's timestamps may be decode times (pts == dts muxing) or FFmpeg's guesses;
+            # sorted, they are the presentation grid (FFmpeg's own guess for streams without composition offsets).
             ticks, timestamps_known = sorted(known), True
         else:
             ticks, timestamps_known = list(range(n)), False
@@ -285,16 +337,22 @@ class PyAVSource(FrameSource):
         self._duration = float(span) + self._frame_dur
 
     def _check_declared_length(self, present: int):
-        """A truncated file (data really missing) raises; a header that merely over-counts frames is logged."""
+        """A truncated file (data really missing) raises; a header that merely over-counts frames is logged.
+
+        ``present``: the frames (packets) the container really holds. AVI headers count empty "drop frame" chunks
+        (variable frame rate) and some writers fill them in before capture ends, and FFmpeg takes an AVI's duration
+        from that header: so an AVI is truncated only when the file is shorter than its RIFF header says. MP4/MOV
+        durations come from the sample table, so timestamps that stop short of them mean missing data.
+        """
         n = len(self._pts)
         tb = self._time_base
         end = self._duration + float(self._pts[0] * tb)
         declared = self._stream.frames or 0
-        stream_s = float(self._stream.duration * tb) if self._stream.duration else 0.0
+        is_avi = self._container.format.name == "avi"
         if declared > present + self._discarded:
-            # AVI counts empty "drop frame" chunks (variable frame rate) and some muxers write the count before
-            # capture ends: only timestamps that stop short of the declared length mean missing data.
-            if stream_s and stream_s - end > max(2 * self._frame_dur, 0.1 * stream_s):
+            self._check_file_size()
+            stream_s = float(self._stream.duration * tb) if self._stream.duration else 0.0
+            if not is_avi and stream_s and stream_s - end > max(2 * self._frame_dur, 0.1 * stream_s):
                 raise CorruptVideoError(
                     self.path,
                     f"truncated: the container declares {declared} video frames ({stream_s:.3f} s) but only {n} "
@@ -303,10 +361,10 @@ class PyAVSource(FrameSource):
             _say_once(
                 self.path,
                 "declared",
-                f"{self.path}: the container declares {declared} video frames but holds "
-                f"{n} pictures spanning its full length (dropped or repeated frame slots); indexing the {n}",
+                f"{self.path}: the container declares {declared} video frames but holds {n} pictures and no data is "
+                f"missing (dropped-frame slots or a header written before capture ended); indexing the {n}",
             )
-        if len(self._container.streams) == 1 and self._container.duration:
+        if not is_avi and len(self._container.streams) == 1 and self._container.duration:
             declared_s = self._container.duration / 1_000_000
             if declared_s - self._duration > max(2 * self._frame_dur, 0.1 * declared_s):
                 raise CorruptVideoError(
@@ -394,6 +452,26 @@ class PyAVSource(FrameSource):
         limit = index if before is None else min(index, before - 1)
         return self._key_indices[bisect.bisect_right(self._key_indices, max(limit, 0)) - 1]
 
+    def _seek(self, point: int) -> int:
+        """Position the demuxer at seek point ``point`` (a display index); returns the point actually used.
+
+        A failed seek falls back to the start of the file, and if even that cannot be sought to (raw elementary
+        streams), the file is reopened.
+        """
+        av = self._av
+        if point != 0:
+            try:
+                self._container.seek(self._seek_ts[point], backward=True, any_frame=False, stream=self._stream)
+                return point
+            except av.error.FFmpegError:
+                pass
+        try:
+            self._container.seek(self._start_ts, backward=True, any_frame=False, stream=self._stream)
+        except av.error.FFmpegError:
+            self.close()
+            self._open()
+        return 0
+
     def _decoded_frames(self, start: int, seek_point: int | None = None) -> Iterator[tuple[int, object]]:
         """``(index, av.VideoFrame)`` from the seek point at or before ``start`` on (indices may start < start).
 
@@ -401,11 +479,7 @@ class PyAVSource(FrameSource):
         identified frame; frames before the first identified one (after a seek) are skipped.
         """
         av = self._av
-        key = self._seek_point(start) if seek_point is None else seek_point
-        try:
-            self._container.seek(self._seek_ts[key], backward=True, any_frame=False, stream=self._stream)
-        except av.error.FFmpegError as e:
-            raise CorruptVideoError(self.path, f"cannot seek to frame {start} ({e})") from e
+        key = self._seek(self._seek_point(start) if seek_point is None else seek_point)
         last = -1 if key == 0 else None
         try:
             for frame in self._container.decode(self._stream):

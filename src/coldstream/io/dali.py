@@ -173,6 +173,17 @@ class DALISource(FrameSource):
             from .cpu import unsupported
 
             raise unsupported(self.path, self.backend_name, codec, codecs)
+        if getattr(self._probe, "index_mode", "packets") == "decode":
+            # DALI numbers frames by the container's timestamps, which this file gets wrong (the CPU index had to
+            # decode it to find display order): its frame i would not be our frame i.
+            self._probe.close()
+            from .errors import UnsupportedCodecError
+
+            raise UnsupportedCodecError(
+                self.path,
+                f"the {self.backend_name} backend cannot index this file exactly: its container timestamps do not give "
+                "display order (B-frames without composition offsets, or AVI with B-frames); decode it on the CPU",
+            )
         self._info = VideoInfo(**{**pinfo.__dict__, "backend": self.backend_name, "codec": codec})
         self._stamps = [self._probe.timestamp(i) for i in range(pinfo.num_frames)]
         if chunk_size is None:
