@@ -254,3 +254,28 @@ def test_packaged_sample_videos(path):
         got = src.get_frames(idx).data
         assert [hashlib.md5(f.numpy().tobytes()).hexdigest() for f in got] == [ref[i] for i in idx]
         src.clip(16, target_fps=6)
+
+
+def test_first_frames_check_catches_what_the_packets_hide(quirks, monkeypatch):
+    """The safety net: a file whose packets look fine but whose decoder disagrees is indexed by decoding."""
+    from coldstream.io.cpu import PyAVSource
+
+    monkeypatch.setattr(PyAVSource, "_packet_index_problem", lambda self: None)
+    with open_video(quirks["pts_is_dts"], backend="pyav") as src:
+        assert src.index_mode == "decode"
+        assert read_frame_indices(src.get_frames([33, 2, 17]).data) == [33, 2, 17]
+
+
+def test_seek_that_lands_late_is_retried(make_video, monkeypatch):
+    """A demuxer that seeks past the keyframe asked for costs time, never a wrong frame."""
+    path = make_video("h264", "h264")
+    with open_video(path, backend="pyav") as src:
+        keys = src.keyframe_indices
+        assert len(keys) >= 4
+        # Every seek point now sends the demuxer to the keyframe after it.
+        late = {a: src._seek_ts[b] for a, b in zip(keys[1:], keys[2:], strict=False)}
+        monkeypatch.setattr(src, "_seek_ts", {**src._seek_ts, **late})
+        idx = [keys[1] + 1, keys[2], keys[2] + 3, keys[1]]
+        assert read_frame_indices(src.get_frames(idx).data) == idx
+        got = [i for c in src.stream(start=keys[1] + 2, chunk_size=5) for i in read_frame_indices(c.data)]
+        assert got == list(range(keys[1] + 2, len(src)))

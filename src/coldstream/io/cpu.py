@@ -144,7 +144,7 @@ class PyAVSource(FrameSource):
     """
 
     backend_name = "pyav"
-    VERIFY_FRAMES = 8  # frames decoded at open to check the packet index against the decoder's output order
+    VERIFY_FRAMES = 4  # frames (plus the reorder depth) decoded at open to check a B-frame stream's packet index
 
     def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, index: str = "auto", **kwargs):
         super().__init__(path, **kwargs)
@@ -237,6 +237,8 @@ class PyAVSource(FrameSource):
         reorders = bool(getattr(self._stream.codec_context, "has_b_frames", False))
         if reorders and len(pts) > 1 and all(p[0] == p[1] for p in self._packets):
             return "the stream has B-frames but its packets carry decode timestamps only (pts == dts)"
+        if not reorders and any(b[0] <= a[0] for a, b in zip(self._packets, self._packets[1:], strict=False)):
+            return "the stream has no B-frames but its packets' presentation timestamps go backwards"
         if reorders and self._container.format.name == "avi":
             return "AVI stores no presentation timestamps and this stream has B-frames (FFmpeg guesses their order)"
         return None
@@ -305,13 +307,9 @@ class PyAVSource(FrameSource):
         self._timestamps_known = timestamps_known
         # Seek points: keyframes whose decoded frame can be recognised (frame 0 = the start of the file).
         self._key_indices = sorted({0} | {i for i in keyframes if self._keys[i] in self._key_to_index})
-        dts = {p[0]: p[1] for p in self._packets if p[0] is not None}
-        self._seek_ts = {}
-        for i in self._key_indices:
-            k = self._keys[i]
-            d = dts.get(k)
-            # Seek by the smaller of pts and dts: demuxers index by one or the other, and landing early is harmless.
-            self._seek_ts[i] = min(k, d) if k is not None and d is not None else k if k is not None else self._start_ts
+        # Seek by the keyframe's pts: FFmpeg's MP4 index is shifted by the edit list, so seeking by dts lands a whole
+        # GOP early; a seek that lands late is caught (the frame comes out past its index) and retried earlier.
+        self._seek_ts = {i: self._keys[i] for i in self._key_indices}
         self._seek_ts[0] = self._start_ts
         self._finish_timing()
 
@@ -375,7 +373,10 @@ class PyAVSource(FrameSource):
 
     def _verify_first_frames(self) -> str | None:
         """Decode the first frames and check the packet index names them in the decoder's output order."""
-        m = min(len(self._pts), self.VERIFY_FRAMES)
+        cc = self._stream.codec_context
+        if not cc.has_b_frames:
+            return None  # output order is decode order: _packet_index_problem has checked the pts against it
+        m = min(len(self._pts), self.VERIFY_FRAMES + max(0, int(getattr(cc, "reorder_depth", 0) or 0)))
         got = []
         for idx, frame in self._decoded_frames(0):
             if idx == 0:
