@@ -5,10 +5,13 @@ under load from other jobs, so ratios are rough): OpenCV's reader and PyAV with 
 several thousand frames/s to RGB at 224² H.264 and give bit-identical RGB (both are FFmpeg + swscale). OpenCV
 estimates frame counts from the container, seeks by ``frame / fps`` (wrong for variable frame rate) and hides the
 stream; PyAV gives the packet index (exact count, presentation timestamps, keyframes), frame-accurate seeking by
-timestamp and the rotation matrix. So ``PyAVSource`` is the CPU backend and the index authority; ``OpenCVSource``
-exists for machines without PyAV (the GPU machines) and reads sequentially (``grab`` up to each wanted frame, never
-seeking), which keeps its indices exact at the cost of decoding from the start. torchcodec was not adopted: its CPU
-builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only (PLATFORM.md), for no exactness gain.
+timestamp and the rotation matrix, and where a real file's timestamps do not give display order (B-frames muxed with
+pts == dts, AVI with B-frames, raw streams) one decoding pass gives the decoder's own order (``PyAVSource`` doc).
+So ``PyAVSource`` is the CPU backend and the index authority; ``OpenCVSource`` exists for machines without PyAV (the
+GPU machines) and reads sequentially (``grab`` up to each wanted frame, never seeking), which keeps its indices exact
+at the cost of decoding from the start (its frame count stays the container's figure until the stream ends).
+torchcodec was not adopted: its CPU builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only
+(PLATFORM.md), for no exactness gain.
 """
 
 from __future__ import annotations
@@ -254,6 +257,7 @@ class PyAVSource(FrameSource):
         """One decoding pass from the start: the decoder's output order is display order."""
         av = self._av
         keys, keyframes = [], []
+        self._first_frame = None  # a frame 0 found by the packet index is not necessarily the decoder's first
         self._seek(0)
         try:
             for frame in self._container.decode(self._stream):
