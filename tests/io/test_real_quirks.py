@@ -279,3 +279,16 @@ def test_seek_that_lands_late_is_retried(make_video, monkeypatch):
         assert read_frame_indices(src.get_frames(idx).data) == idx
         got = [i for c in src.stream(start=keys[1] + 2, chunk_size=5) for i in read_frame_indices(c.data)]
         assert got == list(range(keys[1] + 2, len(src)))
+
+
+def test_opencv_exact_count(quirks):
+    """Without PyAV, OpenCV's count is the container's (30 slots here); ``exact_count`` counts the pictures."""
+    pytest.importorskip("cv2")
+    path = quirks["avi_sparse"]
+    with open_video(path, backend="opencv") as src:
+        assert len(src) == 30
+    with open_video(path, backend="opencv", exact_count=True) as src, open_video(path, backend="pyav") as ref:
+        assert len(src) == len(ref) == 10
+        a, b = src.clip(4, stride=2), ref.clip(4, stride=2)
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.data, b.data)
+        assert read_frame_indices(src.get_frames([9, 0, 4]).data) == [9, 0, 4]

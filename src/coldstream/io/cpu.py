@@ -614,14 +614,16 @@ def _import_cv2():
 class OpenCVSource(FrameSource):
     """CPU decoding with OpenCV's FFmpeg reader, for machines without PyAV.
 
-    Reads sequentially and never seeks, so indices are exact; the frame count is the container's figure (exact for
-    MP4/MOV/AVI with an index, an estimate from duration x fps for WebM/MKV) and is corrected if decoding ends
-    early. Rotation metadata is applied by OpenCV itself.
+    Reads sequentially and never seeks, so indices are exact (frame ``i`` is the ``i``-th picture the decoder
+    outputs, as on the PyAV backend). The frame count is the container's figure (an estimate from duration x fps for
+    WebM/MKV; AVI headers also count empty drop-frame slots, MP4 counts frames an edit list hides) and is corrected
+    if decoding ends early; ``exact_count=True`` counts the pictures at open instead (one decoding pass, no RGB
+    conversion), so that clips are centred as on the PyAV backend. Rotation metadata is applied by OpenCV itself.
     """
 
     backend_name = "opencv"
 
-    def __init__(self, path, **kwargs):
+    def __init__(self, path, *, exact_count: bool = False, **kwargs):
         super().__init__(path, **kwargs)
         self._cv2 = cv2 = _import_cv2()
         self._cap = None
@@ -637,6 +639,13 @@ class OpenCVSource(FrameSource):
         if not ok:
             raise NoVideoFramesError(self.path, "no video frame could be decoded (no video stream, or zero frames)")
         self._first = first
+        if exact_count:
+            while self._cap.grab():
+                self._pos += 1
+            if self._pos != n:
+                _say_once(self.path, "cv-count", f"{self.path}: the container declares {n} frames, {self._pos} decode")
+            n = self._pos
+            self._rewind()
         h, w = first[1].shape[:2]
         self._info = VideoInfo(
             path=self.path,
