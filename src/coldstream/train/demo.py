@@ -331,10 +331,11 @@ def format_table(cfg: DemoConfig, report: dict) -> str:
 
 EXPLANATION = """\
 Chance: 12.5% (direction), 50% (arrow). A clip and its reverse hold the same frames, so the order-blind mean-pooled
-baseline cannot separate a direction from its opposite (<= 50% on direction) nor forward from reversed (50% on
-arrow). The identity core sees only the last frame: on direction it can still exploit where the crop window sits
-(a window that moved right ends nearer the photo's right side, and the last crop is the one it sees), so it beats
-chance without seeing motion; on arrow it can use content cues of a single frame (e.g. a scene's start vs end)."""
+baseline cannot separate a direction from its opposite (<= 50% on direction) nor forward from reversed (exactly 50%
+on arrow). The identity core sees only the last frame; what a single frame can still give away is not motion but
+content: where the crop window sits in its photo (a window that moved right tends to end near the photo's right
+side; the grid-symmetry augmentation blurs this), or how a video's scene looks near its start vs its end (arrow).
+A temporal core only shows temporal understanding where it beats both baselines on held-out sources."""
 
 
 def load_demo_config(path: str | None, overrides: list[str]) -> DemoConfig:
