@@ -43,47 +43,23 @@ def clip_items(src: Source, vkey: str, num_frames: int, frames: int, max_windows
     return items
 
 
-def _first_frames_in_order(path: str, count: int) -> torch.Tensor:
-    """The first ``count`` frames in decode order (uint8 ``[T, H, W, 3]``), for files whose timestamps
-    ``coldstream.io`` rejects (opencv-doc's box.mp4, Megamind.avi and tree.avi have gaps or a wrong frame count
-    in their containers but decode fine in order); the arrow task only needs frames in playback order."""
-    import av
-
-    frames = []
-    with av.open(path) as c:
-        for f in c.decode(video=0):
-            frames.append(torch.from_numpy(f.to_ndarray(format="rgb24")))
-            if len(frames) >= count:
-                break
-    if not frames:
-        raise ValueError(f"{path}: no decodable video frames")
-    return torch.stack(frames)
-
-
 def frame_loader(path: str, size: int, mean, std):
     """Loader for :class:`~coldstream.train.extract.FrameJob`: decoded + SPEC §2.3 preprocessed ``[T, 3, S, S]``."""
-    from coldstream.io import CorruptVideoError, open_video
-    from coldstream.io.preprocess import preprocess_frames
+    from coldstream.io import open_video
 
     def load(idx: list[int]) -> torch.Tensor:
-        try:
-            with open_video(path, output="float", size=size, mean=mean, std=std) as src:
-                return src.get_frames(idx).data
-        except CorruptVideoError:
-            frames = _first_frames_in_order(path, max(idx) + 1)
-            return preprocess_frames(frames[idx], size=size, mean=mean, std=std)
+        with open_video(path, output="float", size=size, mean=mean, std=std) as src:
+            return src.get_frames(idx).data
 
     return load
 
 
 def num_frames(path: str, cap: int = 1 << 30) -> int:
-    """Frames in the video (decoding in order, up to ``cap``, when the container's count is wrong)."""
-    from coldstream.io import CorruptVideoError, open_video
+    """Frames in the video per ``coldstream.io`` (which raises on a file it cannot read: the caller skips and counts
+    it); the first and the last frame used (up to ``cap``) are decoded to check they are readable."""
+    from coldstream.io import open_video
 
-    try:
-        with open_video(path) as src:
-            n = src.info.num_frames
-            src.get_frames([0, min(n, cap) - 1])
-            return n
-    except CorruptVideoError:
-        return len(_first_frames_in_order(path, cap))
+    with open_video(path) as src:
+        n = src.info.num_frames
+        src.get_frames([0, min(n, cap) - 1])
+        return n
