@@ -104,3 +104,29 @@ def test_grid_symmetries_map_the_direction_label_exactly():
             assert _direction_of(f) == label
             labels.add(label)
         assert labels == {x for x in range(8) if x % 2 == d % 2}  # axis stays axis, diagonal stays diagonal
+
+
+def test_lattice_paths_move_the_right_way_and_share_crops(tmp_path):
+    src = _photo(tmp_path)
+    lat = direction.make_lattice(src, 32, 4, 20, photo_scale=3.0)  # 96 x 128 photo: crops 32 px, 4 px apart
+    assert (lat.nx, lat.ny) == (20, 17)
+    pos = lat.positions()
+    assert all(0 <= x and x + 32 <= 128 and 0 <= y and y + 32 <= 96 for x, y in pos)
+    crops = direction.render_lattice(lat, 32, [0, len(pos) - 1])
+    assert crops.shape == (2, 32, 32, 3)
+    items = direction.lattice_clip_items(lat, 32, 16, per_direction=3)
+    assert len(items) == 8 * 3 and sorted({i.label for i in items}) == list(range(8))
+    for it in items:
+        (x0, y0), (x1, y1) = pos[it.frames[0]], pos[it.frames[-1]]
+        a = it.label * np.pi / 4
+        assert np.sign(round(np.cos(a), 6)) == np.sign(x1 - x0) and np.sign(round(-np.sin(a), 6)) == np.sign(y1 - y0)
+        steps = {(pos[b][0] - pos[a_][0], pos[b][1] - pos[a_][1]) for a_, b in zip(it.frames, it.frames[1:])}
+        assert len(steps) == 1  # a straight path at constant speed
+    for fwd, rev in zip(items[::2], items[1::2]):  # every path comes with its reverse: same crops, opposite label
+        assert rev.frames == fwd.frames[::-1] and rev.label == (fwd.label + 4) % 8 and rev.vkey == fwd.vkey
+    # crops are shared: some crop is used by clips of several directions
+    users = {}
+    for it in direction.lattice_clip_items(lat, 32, 16, per_direction=100):
+        for f in it.frames:
+            users.setdefault(f, set()).add(it.label)
+    assert max(map(len, users.values())) >= 4

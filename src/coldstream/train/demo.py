@@ -58,13 +58,18 @@ ROW_NAMES = {
 class DirectionConfig:
     """Direction-of-motion task."""
 
-    per_photo: int = 8  # trajectories per photo
-    traj_frames: int = 24  # frames per trajectory; every 16-frame window of it is a clip, forward and reversed
-    window_step: int = 2  # frames between window starts
+    sampling: str = "trajectories"  # trajectories | lattice (every clip a path on a per-photo lattice of shared crops)
+    per_photo: int = 8  # trajectories: trajectories per photo
+    traj_frames: int = 24  # trajectories: frames per trajectory; every 16-frame window of it is a clip, both ways
+    window_step: int = 2  # trajectories: frames between window starts
+    speed: tuple[float, float] = (6.0, 12.0)  # trajectories: crop speed range, pixels per frame (at frame size `size`)
+    lattice_step: int = 8  # lattice: pixels between the crop positions of a photo's lattice (tasks.direction.Lattice)
+    lattice_points: int = 20  # lattice: at most this many lattice points per axis (encoded crops per photo <= its square)
+    per_direction: int = 25  # lattice: straight lattice paths per direction and photo (each also played reversed)
+    speeds: tuple[int, ...] = (1,)  # lattice: lattice steps per frame
     augment: bool = True  # random symmetry of the token grid per training clip, label mapped (tasks.direction.dihedral)
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
-    speed: tuple[float, float] = (6.0, 12.0)  # crop speed range, pixels per frame (at frame size `size`)
     photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
     epochs: int = 6  # training epochs per row
 
@@ -159,16 +164,31 @@ def _direction_data(d: DataConfig, enc, seed: int):
     if len(photos) < 4:
         raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
     train_names, test_names = direction.split_by_source([p.name for p in photos], o["test_frac"])
-    tf = max(d.frames, o["traj_frames"])
-    trajs = direction.make_trajectories(
-        photos, d.clips_per_source, d.size, tf, seed=seed, speed=tuple(o["speed"]), photo_scale=o["photo_scale"]
-    )
-    jobs = [
-        FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
-                 direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
-        for t in trajs
-    ]  # fmt: skip
-    items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
+    if o["sampling"] == "lattice":
+        lats = [direction.make_lattice(p, d.size, o["lattice_step"], o["lattice_points"], o["photo_scale"])
+                for p in photos]  # fmt: skip
+        jobs = [
+            FrameJob(direction.lattice_key(lat, d.size), list(range(lat.nx * lat.ny)),
+                     direction.lattice_frame_loader(lat, d.size, enc.mean, enc.std), lat.source)
+            for lat in lats
+        ]  # fmt: skip
+        per_dir = o["per_direction"]
+        items = [it for lat in lats
+                 for it in direction.lattice_clip_items(lat, d.size, d.frames, per_dir, tuple(o["speeds"]), seed)]  # fmt: skip
+    elif o["sampling"] == "trajectories":
+        tf = max(d.frames, o["traj_frames"])
+        trajs = direction.make_trajectories(
+            photos, d.clips_per_source or o["per_photo"], d.size, tf, seed=seed, speed=tuple(o["speed"]),
+            photo_scale=o["photo_scale"],
+        )
+        jobs = [
+            FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
+                     direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
+            for t in trajs
+        ]  # fmt: skip
+        items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
+    else:
+        raise ValueError(f"direction.sampling must be trajectories or lattice, got {o['sampling']!r}")
     train = [i for i in items if i.source in train_names]
     test = [i for i in items if i.source in test_names]
     return jobs, train, test, direction.DIRECTION_NAMES, []

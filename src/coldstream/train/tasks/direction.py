@@ -163,3 +163,92 @@ def dihedral(feats: torch.Tensor, label: int, op: int, prefix_tokens: int) -> tu
         grid, label = grid.flip(2), (-label) % NUM_DIRECTIONS
     out = torch.cat([feats[:, :, :prefix_tokens], grid.reshape(t, k, side * side, d)], dim=2)
     return out, label
+
+
+# --- Lattice trajectories: every crop shared by many clips --------------------------------------------------------
+# With a few independent trajectories per photo, a temporal core can memorise each training photo (which content
+# goes with which label) instead of learning motion. Here every photo's crops sit on a lattice (step ``step`` pixels)
+# and every clip is a straight path on that lattice (8 directions, ``speed`` lattice steps per frame): each encoded
+# crop appears in clips of every direction, at every position in the clip, so no single frame (and no photo's
+# content) tells the label, and the number of distinct clips per photo is large for the same encoding cost. A path
+# and its reverse read the same crops, so a mean-pooled, order-blind model still cannot pass 50%.
+
+_STEPS = [(1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)]  # (dx, dy) per direction, y down
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """The crops of one photo at lattice points ``(x0 + i*step, y0 + j*step)``, frame index ``j * nx + i``."""
+
+    source: str
+    path: str
+    scale_side: int
+    step: int
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+
+    def positions(self) -> list[tuple[int, int]]:
+        return [(self.x0 + i * self.step, self.y0 + j * self.step) for j in range(self.ny) for i in range(self.nx)]
+
+
+def make_lattice(photo: Source, size: int, step: int, max_points: int, photo_scale: float) -> Lattice:
+    """Centred lattice of at most ``max_points`` points per axis that keeps every crop inside the resized photo."""
+    side = int(round(photo_scale * size))
+    h, w = _resized_photo(str(photo.path), side).shape[:2]
+    nx, ny = min(max_points, (w - size) // step + 1), min(max_points, (h - size) // step + 1)
+    x0, y0 = (w - size - (nx - 1) * step) // 2, (h - size - (ny - 1) * step) // 2
+    return Lattice(photo.name, str(photo.path), side, step, x0, y0, nx, ny)
+
+
+def lattice_key(lat: Lattice, size: int) -> str:
+    sampling = {"task": "direction-lattice", "size": size, "lattice": [lat.scale_side, lat.step, lat.x0, lat.y0,
+                lat.nx, lat.ny]}  # fmt: skip
+    return video_key(_photo_hash(lat.path), sampling)
+
+
+def render_lattice(lat: Lattice, size: int, idx: list[int]) -> np.ndarray:
+    img = _resized_photo(lat.path, lat.scale_side)
+    pos = lat.positions()
+    return np.stack([img[pos[k][1] : pos[k][1] + size, pos[k][0] : pos[k][0] + size] for k in idx])
+
+
+def lattice_frame_loader(lat: Lattice, size: int, mean, std):
+    from coldstream.io.preprocess import preprocess_frames
+
+    def load(idx: list[int]) -> torch.Tensor:
+        return preprocess_frames(torch.from_numpy(render_lattice(lat, size, idx)), size=size, mean=mean, std=std)
+
+    return load
+
+
+def lattice_paths(lat: Lattice, frames: int, direction: int, speed: int) -> list[tuple[int, ...]]:
+    """Every straight path of ``frames`` lattice points in ``direction`` at ``speed`` steps per frame."""
+    dx, dy = _STEPS[direction]
+    out = []
+    for j in range(lat.ny):
+        for i in range(lat.nx):
+            ie, je = i + dx * speed * (frames - 1), j + dy * speed * (frames - 1)
+            if 0 <= ie < lat.nx and 0 <= je < lat.ny:
+                out.append(tuple((j + dy * speed * t) * lat.nx + i + dx * speed * t for t in range(frames)))
+    return out
+
+
+def lattice_clip_items(
+    lat: Lattice, size: int, frames: int, per_direction: int, speeds=(1,), seed: int = 0
+) -> list[ClipItem]:
+    """Up to ``per_direction`` random paths per direction (balanced over the 8 directions; speeds drawn from
+    ``speeds``), each paired with its reverse, which is a path of the opposite direction over the same crops."""
+    key = lattice_key(lat, size)
+    rng = np.random.default_rng([seed, int(hashlib.sha256(lat.source.encode()).hexdigest()[:8], 16)])
+    items = []
+    for d in range(4):  # the reverse of direction d is direction d + 4
+        paths = [p for s in speeds for p in lattice_paths(lat, frames, d, s)]
+        if not paths:
+            continue
+        pick = rng.choice(len(paths), size=min(per_direction, len(paths)), replace=False)
+        for k in sorted(pick.tolist()):
+            items.append(ClipItem(key, paths[k], d, lat.source))
+            items.append(ClipItem(key, paths[k][::-1], d + 4, lat.source))
+    return items
