@@ -63,15 +63,17 @@ class DirectionConfig:
     traj_frames: int = 24  # trajectories: frames per trajectory; every 16-frame window of it is a clip, both ways
     window_step: int = 2  # trajectories: frames between window starts
     speed: tuple[float, float] = (6.0, 12.0)  # trajectories: crop speed range, pixels per frame (at frame size `size`)
-    lattice_step: int = 8  # lattice: pixels between the crop positions of a photo's lattice (tasks.direction.Lattice)
-    lattice_points: int = 20  # lattice: at most this many lattice points per axis (encoded crops per photo <= its square)
-    per_direction: int = 25  # lattice: straight lattice paths per direction and photo (each also played reversed)
+    lattice_step: int = 16  # lattice: pixels between the crop positions of a photo's lattice (tasks.direction.Lattice)
+    lattice_points: int = (
+        18  # lattice: at most this many lattice points per axis (encoded crops per photo <= its square)
+    )
+    per_direction: int = 9  # lattice: straight lattice paths per direction and photo (each also played reversed)
     speeds: tuple[int, ...] = (1,)  # lattice: lattice steps per frame
     augment: bool = True  # random symmetry of the token grid per training clip, label mapped (tasks.direction.dihedral)
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
     photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
-    epochs: int = 6  # training epochs per row
+    epochs: int = 4  # training epochs per row
 
 
 @dataclass(frozen=True)
@@ -172,13 +174,19 @@ def _direction_data(d: DataConfig, enc, seed: int):
                      direction.lattice_frame_loader(lat, d.size, enc.mean, enc.std), lat.source)
             for lat in lats
         ]  # fmt: skip
-        per_dir = o["per_direction"]
-        items = [it for lat in lats
-                 for it in direction.lattice_clip_items(lat, d.size, d.frames, per_dir, tuple(o["speeds"]), seed)]  # fmt: skip
+        per_dir, speeds = o["per_direction"], tuple(o["speeds"])
+        items = [
+            it for lat in lats for it in direction.lattice_clip_items(lat, d.size, d.frames, per_dir, speeds, seed)
+        ]
     elif o["sampling"] == "trajectories":
         tf = max(d.frames, o["traj_frames"])
         trajs = direction.make_trajectories(
-            photos, d.clips_per_source or o["per_photo"], d.size, tf, seed=seed, speed=tuple(o["speed"]),
+            photos,
+            d.clips_per_source or o["per_photo"],
+            d.size,
+            tf,
+            seed=seed,
+            speed=tuple(o["speed"]),
             photo_scale=o["photo_scale"],
         )
         jobs = [
