@@ -120,9 +120,11 @@ def test_lattice_paths_move_the_right_way_and_share_crops(tmp_path):
         (x0, y0), (x1, y1) = pos[it.frames[0]], pos[it.frames[-1]]
         a = it.label * np.pi / 4
         assert np.sign(round(np.cos(a), 6)) == np.sign(x1 - x0) and np.sign(round(-np.sin(a), 6)) == np.sign(y1 - y0)
-        steps = {(pos[b][0] - pos[a_][0], pos[b][1] - pos[a_][1]) for a_, b in zip(it.frames, it.frames[1:])}
+        pairs = zip(it.frames[:-1], it.frames[1:], strict=True)
+        steps = {(pos[b][0] - pos[a_][0], pos[b][1] - pos[a_][1]) for a_, b in pairs}
         assert len(steps) == 1  # a straight path at constant speed
-    for fwd, rev in zip(items[::2], items[1::2]):  # every path comes with its reverse: same crops, opposite label
+    # every path comes with its reverse: same crops, opposite label
+    for fwd, rev in zip(items[::2], items[1::2], strict=True):
         assert rev.frames == fwd.frames[::-1] and rev.label == (fwd.label + 4) % 8 and rev.vkey == fwd.vkey
     # crops are shared: some crop is used by clips of several directions
     users = {}
