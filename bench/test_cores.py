@@ -8,14 +8,12 @@ GPU: ViT-L width (N = 201 tokens, D = 1024), bf16 autocast with the fp32 state, 
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
 from coldstream.model.cores import build_core
 from coldstream.model.cuda_graph import CUDAGraphRunner
-from coldstream.perf import peak_memory_mb, pedantic
+from coldstream.perf import autocast_bf16, pedantic, record_throughput
 
 KINDS = ["identity", "rvmrnn", "mamba", "mambamix", "gmmix"]
 
@@ -26,20 +24,13 @@ def _core(kind: str, dim: int, device) -> torch.nn.Module:
     return build_core(kind, dim, **options).to(device).eval()
 
 
-def _autocast(device):
-    # no autocast weight cache: its entries would be freed under a CUDA graph that was captured with them
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
-
-
 def _steps(core, x, state):
     return torch.stack([core.step(x[:, t], state)[0] for t in range(x.shape[1])], 1)
 
 
 def _check_steps_equal_clip(core, x, device):
     """Correctness gate: T single steps from a zero state reproduce the clip forward."""
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast_bf16(device):
         clip = core(x).float()
         steps = _steps(core, x, core.init_state(x.shape[0], x.shape[2], device=device)).float()
     tol = 1e-5 if device.type == "cpu" else 5e-2  # GPU: bf16 autocast, chunked scan vs step recurrence
@@ -48,13 +39,8 @@ def _check_steps_equal_clip(core, x, device):
 
 
 def _record(benchmark, device, frames: int, state=None):
-    if benchmark.stats is None:  # --benchmark-disable: correctness only
-        return
-    sec = benchmark.stats.stats.median
-    info = {"frames_per_s": frames / sec, "ms_per_call": sec * 1e3, "peak_mem_mb": peak_memory_mb(device)}
-    if state is not None:
-        info["state_mb_per_stream"] = state.nbytes() / state.batch / 2**20
-    benchmark.extra_info.update(info)
+    extra = {} if state is None else {"state_mb_per_stream": state.nbytes() / state.batch / 2**20}
+    record_throughput(benchmark, device, frames, **extra)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -97,7 +83,7 @@ def test_clip_cuda(benchmark, device, quick, kind, mode):
     core, x = _core(kind, WIDTH, device), torch.randn(1, T_CLIP, N_TOK, WIDTH, device=device)
     ref = _check_steps_equal_clip(core, x[:, :4], device)
     fn = torch.compile(core) if mode == "compile" else core
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast_bf16(device):
         got = fn(x[:, :4]).float()
         torch.testing.assert_close(got, ref, atol=5e-2, rtol=5e-2)
         pedantic(benchmark, lambda: fn(x), device, rounds=3 if quick else 10, warmup=2)
@@ -118,12 +104,12 @@ def test_step_cuda(benchmark, device, quick, kind, batch, mode):
     _check_steps_equal_clip(core, x, device)
     with torch.no_grad():
         eager_state = core.init_state(batch, N_TOK, device=device)
-        with _autocast(device):
+        with autocast_bf16(device):
             want = _steps(core, x, eager_state).float()
         state = core.init_state(batch, N_TOK, device=device)
 
         def step(x_t):
-            with _autocast(device):
+            with autocast_bf16(device):
                 return core.step(x_t, state)[0]
 
         if mode == "compile":

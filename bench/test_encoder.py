@@ -13,7 +13,7 @@ from coldstream.model import build_encoder
 from coldstream.model.attention import xformers_unavailable_reason
 from coldstream.model.cuda_graph import CUDAGraphRunner
 from coldstream.model.encoders.dinov3.vit import DINOV3_CONFIGS
-from coldstream.perf import device_limits, peak_memory_mb, pedantic
+from coldstream.perf import device_limits, pedantic, record_throughput
 
 
 def vit_flops_per_frame(name: str, size: int = 224) -> float:
@@ -24,16 +24,14 @@ def vit_flops_per_frame(name: str, size: int = 224) -> float:
     return cfg.depth * (24 * n * d * d + 4 * n * n * d) + 2 * p * d * 3 * cfg.patch_size**2
 
 
-def _record(benchmark, device, name, batch, flops_per_frame=None):
-    sec = benchmark.stats.stats.median
-    fps = batch / sec
-    info = {"frames_per_s": fps, "ms_per_batch": sec * 1e3, "peak_mem_mb": peak_memory_mb(device)}
+def _record(benchmark, device, batch, flops_per_frame=None):
+    record_throughput(benchmark, device, batch)
     lim = device_limits(device)
-    if flops_per_frame is not None:
-        info["TFLOP_per_s"] = flops_per_frame * fps / 1e12
+    if flops_per_frame is not None and benchmark.stats is not None:
+        fps = benchmark.extra_info["frames_per_s"]
+        benchmark.extra_info["TFLOP_per_s"] = flops_per_frame * fps / 1e12
         if lim is not None:
-            info["mfu_pct"] = 100 * flops_per_frame * fps / lim.bf16_flops
-    benchmark.extra_info.update(info)
+            benchmark.extra_info["mfu_pct"] = 100 * flops_per_frame * fps / lim.bf16_flops
 
 
 def _reference_check(enc, x, dtype):
@@ -57,7 +55,7 @@ def test_vits16_cpu(benchmark, device, quick, attention, dtype):
     x = torch.randn(2, 3, 224, 224, dtype=dtype)
     _reference_check(enc, x, dtype)
     pedantic(benchmark, lambda: enc(x), device, rounds=2 if quick else 5, warmup=1)
-    _record(benchmark, device, "dinov3_vits16", 2, vit_flops_per_frame("dinov3_vits16"))
+    _record(benchmark, device, 2, vit_flops_per_frame("dinov3_vits16"))
 
 
 def test_efficientnet_lite0_cpu(benchmark, device, quick):
@@ -67,7 +65,7 @@ def test_efficientnet_lite0_cpu(benchmark, device, quick):
     enc = build_encoder("efficientnet_lite0")
     x = torch.randn(4, 3, 224, 224)
     pedantic(benchmark, lambda: enc(x), device, rounds=2 if quick else 5, warmup=1)
-    _record(benchmark, device, "efficientnet_lite0", 4)
+    _record(benchmark, device, 4)
 
 
 GPU_MODES = ["eager", "compile", "cudagraph", "xformers"]
@@ -99,4 +97,4 @@ def test_dinov3_cuda(benchmark, device, quick, name, batch, mode):
     else:
         call = lambda: enc(x)  # noqa: E731
     pedantic(benchmark, call, device, rounds=5 if quick else 20, warmup=3)
-    _record(benchmark, device, name, batch, vit_flops_per_frame(name))
+    _record(benchmark, device, batch, vit_flops_per_frame(name))

@@ -11,32 +11,15 @@ Each case first checks that streaming and the clip path agree.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
 from coldstream.model import VideoModel
 from coldstream.model.cuda_graph import CUDAGraphRunner
-from coldstream.perf import peak_memory_mb, pedantic
+from coldstream.perf import autocast_bf16, pedantic, record_throughput
 
 CORES = ["rvmrnn", "mamba", "mambamix", "gmmix"]
 ENCODERS = ["dinov3_vits16", "dinov3_vitb16", "dinov3_vitl16"]
-
-
-def _autocast(device):
-    if device.type == "cuda":  # no weight cache: its entries would be freed under a captured graph
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
-
-
-def _record(benchmark, device, frames: int):
-    if benchmark.stats is None:
-        return
-    sec = benchmark.stats.stats.median
-    benchmark.extra_info.update(
-        {"frames_per_s": frames / sec, "ms_per_call": sec * 1e3, "peak_mem_mb": peak_memory_mb(device)}
-    )
 
 
 _MODELS: dict[tuple, VideoModel] = {}
@@ -57,7 +40,7 @@ def _model(encoder: str, core: str, device, core_dim=None) -> VideoModel:
 
 def _gate(model, clip, device):
     """Streaming == clip path on a short clip (the property the whole design rests on)."""
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast_bf16(device):
         a = model(clip).float()
         b = model.stream(clip).float()
     tol = 1e-4 if device.type == "cpu" else 1e-1  # GPU: bf16, chunked scan vs step recurrence
@@ -76,7 +59,7 @@ def test_cpu_clip_vs_step_loop(benchmark, device, quick, core, mode):
     fn = (lambda: model(clip)) if mode == "clip" else (lambda: model.stream(clip))
     with torch.no_grad():
         pedantic(benchmark, fn, device, rounds=2 if quick else 4, warmup=1)
-    _record(benchmark, device, clip.shape[1])
+    record_throughput(benchmark, device, clip.shape[1])
 
 
 def _gpu_cases(quick: bool):
@@ -100,7 +83,7 @@ def test_cuda_stream_b1(benchmark, device, quick, encoder, core, graph):
     frame = torch.randn(1, 3, 224, 224, device=device)
 
     def step(f):
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast_bf16(device):
             return model.step(f, state)[0]
 
     if graph == "cudagraph":
@@ -113,7 +96,7 @@ def test_cuda_stream_b1(benchmark, device, quick, encoder, core, graph):
     else:
         fn = lambda: step(frame)  # noqa: E731
     pedantic(benchmark, fn, device, rounds=20 if quick else 50, warmup=5)
-    _record(benchmark, device, 1)
+    record_throughput(benchmark, device, 1)
 
 
 @pytest.mark.parametrize("encoder, core", _gpu_cases(quick=False))
@@ -128,11 +111,11 @@ def test_cuda_clip_b64(benchmark, device, quick, encoder, core):
     clip = torch.randn(4, 16, 3, 224, 224, device=device)
 
     def run():
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast_bf16(device):
             return model(clip)
 
     pedantic(benchmark, run, device, rounds=5 if quick else 10, warmup=2)
-    _record(benchmark, device, 64)
+    record_throughput(benchmark, device, 64)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +142,11 @@ def test_cuda_decode_and_clip(benchmark, device, quick, video_file):
         n = 0
         with open_video(video_file, device=device, output="float", size=224, mean=mean, std=std) as src:
             for chunk in src.stream(chunk_size=64):
-                with torch.no_grad(), _autocast(device):
+                with torch.no_grad(), autocast_bf16(device):
                     model(chunk.data[None])
                 n += len(chunk)
         return n
 
     assert run() == 128
     pedantic(benchmark, run, device, rounds=3, warmup=1)
-    _record(benchmark, device, 128)
+    record_throughput(benchmark, device, 128)

@@ -32,35 +32,21 @@ from coldstream.kernels.causal_conv1d.naive import causal_conv1d_ref
 from coldstream.kernels.gated_blend.naive import gated_blend_ref
 from coldstream.kernels.gated_linear_scan.naive import gated_linear_scan_ref
 from coldstream.kernels.selective_scan.naive import selective_scan_ref
+from coldstream.perf import device_limits, time_fn
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 DTYPE = torch.bfloat16 if CUDA else torch.float32
-HBM_LIMITS = {"H200": 4.8e12, "H100": 3.35e12}  # bytes/s; H200 first: its name does not contain "H100"
 
 
 def hbm_limit() -> float | None:
-    if not CUDA:
-        return None
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in HBM_LIMITS.items() if k in name), None)
+    lim = device_limits()
+    return lim.hbm_bytes_per_s if lim else None
 
 
 def cuda_time(fn: Callable[[], object], iters: int = 10, warmup: int = 3) -> float:
     """Median seconds per call, measured with CUDA events after warm-up."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    times.sort()
-    return times[len(times) // 2]
+    return time_fn(fn, "cuda", warmup=warmup, iters=iters)
 
 
 def synced(fn: Callable[[], object]) -> Callable[[], object]:

@@ -5,6 +5,7 @@ Used by the ``bench/`` suites and ``coldstream bench``; importable by users who 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,17 +45,45 @@ def synchronize(device: torch.device | str) -> None:
 
 
 def time_fn(fn: Callable[[], object], device: torch.device | str, warmup: int = 3, iters: int = 10) -> float:
-    """Median seconds per call of ``fn`` after ``warmup`` calls (which also trigger autotuning / compilation)."""
+    """Median seconds per call of ``fn`` after ``warmup`` calls (which also trigger autotuning / compilation).
+
+    CUDA: measured with CUDA events around each call; CPU: wall clock.
+    """
+    cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
         fn()
     synchronize(device)
     times = []
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
+
+
+def autocast_bf16(device: torch.device | str):
+    """bf16 autocast on CUDA (without its weight cache, whose entries a captured CUDA graph would outlive); a no-op
+    context on the CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+def record_throughput(benchmark, device: torch.device | str, frames: int, **extra) -> None:
+    """Put frames/s, ms per call and peak memory of a finished pytest-benchmark case into its ``extra_info``."""
+    if benchmark.stats is None:  # --benchmark-disable: correctness only
+        return
+    sec = benchmark.stats.stats.median
+    info = {"frames_per_s": frames / sec, "ms_per_call": sec * 1e3, "peak_mem_mb": peak_memory_mb(device)}
+    benchmark.extra_info.update(info, **extra)
 
 
 def pedantic(benchmark, fn: Callable[[], object], device: torch.device | str, rounds: int = 10, warmup: int = 3):
