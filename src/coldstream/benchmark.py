@@ -18,6 +18,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from coldstream.atomic import atomic_write_text
+
 SUITES = ("kernels", "encoder", "cores", "io", "end_to_end", "training")
 BASELINE_MARKERS = ("reference", "eager", "naive", "torch")  # a case whose id holds one of these anchors its group
 FIGURES = (  # (extra_info key, column title, format)
@@ -255,10 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_outputs(result: dict, out: Path) -> int:
     """Write ``out`` (JSON, atomically), ``out.md`` (the table) and ``out.png`` (the plot); print the table."""
     info, rows = result["machine"], result["rows"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(out.suffix + ".tmp")
-    tmp_out.write_text(json.dumps(result, indent=1))
-    tmp_out.replace(out)
+    atomic_write_text(out, json.dumps(result, indent=1))
     text = table(rows)
     header = f"{info['gpu'] or 'CPU'} · torch {info['torch']} · triton {info['triton']} · commit {info['commit']}"
     out.with_suffix(".md").write_text(f"{header}\n\n{text}\n")

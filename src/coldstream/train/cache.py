@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coldstream.atomic import atomic_write_bytes
+
 FORMAT_VERSION = 1
 _CONTENT_HASH_FULL_LIMIT = 256 << 20  # files up to this size are hashed whole; larger ones by size + sampled blocks
 
@@ -77,15 +79,6 @@ def video_key(content: str, sampling: dict | None = None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _bf16_to_u16(x: torch.Tensor) -> np.ndarray:
     return x.to(torch.bfloat16).contiguous().view(torch.int16).numpy().view(np.uint16)
 
@@ -124,7 +117,7 @@ class FeatureCache:
                 self._delete_shards()
         if not meta.exists() or json.loads(meta.read_text()) != key.to_json():
             if rank == 0:
-                _atomic_write_bytes(meta, json.dumps(key.to_json(), indent=1, sort_keys=True).encode())
+                atomic_write_bytes(meta, json.dumps(key.to_json(), indent=1, sort_keys=True).encode())
         self._rows: dict[tuple[str, int], tuple[str, int]] = {}
         self._maps: dict[str, np.memmap] = {}
         self._pending: list[tuple[str, int, np.ndarray]] = []
@@ -213,9 +206,9 @@ class FeatureCache:
             else:
                 videos.append([vkey, [f]])
         data = np.stack([r for _, _, r in self._pending])
-        _atomic_write_bytes(self.root / f"{name}.bin", data.tobytes())
+        atomic_write_bytes(self.root / f"{name}.bin", data.tobytes())
         index = {"bin": f"{name}.bin", "rows": len(data), "videos": videos, "key": self.key.digest()}
-        _atomic_write_bytes(self.root / f"{name}.json", json.dumps(index).encode())
+        atomic_write_bytes(self.root / f"{name}.json", json.dumps(index).encode())
         row = 0
         for vkey, frames in videos:
             for f in frames:

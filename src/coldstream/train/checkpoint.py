@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from coldstream.atomic import atomic_write
+
 CHECKPOINT_FORMAT = "coldstream-train-1"
 
 
@@ -52,8 +54,6 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, model_config: dict | None = None, **state) -> Path:
     """Write ``{model, fingerprint, model_config, **state}`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {
         "format": CHECKPOINT_FORMAT,
         "model": unwrap(model).state_dict(),
@@ -61,13 +61,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, model_config: 
         "model_config": model_config or {},
         **state,
     }
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(blob, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: torch.save(blob, f))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

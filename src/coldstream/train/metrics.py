@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from coldstream.atomic import atomic_write_text
+
 
 class MetricsLog:
     """Append-only JSON lines (``metrics.jsonl``), one object per record, each with ``time`` and ``kind``.
@@ -39,9 +41,7 @@ class MetricsLog:
         if not self.enabled or not self.path.exists():
             return
         keep = [r for r in self.read() if r.get("step", -1) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def accuracy_sums(logits: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
