@@ -202,6 +202,9 @@ def test_selective_scan_forward_long_sequence(benchmark):
 # gated_linear_scan: B*T*D >= 1e8 elements in bf16, forward and forward + backward
 
 
+GLS_IMPLS = ("fused_recurrent", "chunk")  # both Triton implementations, timed side by side in one run
+
+
 def gls_inputs():
     batch, T, dim = (8 * 201, 16, 4096) if CUDA else (4, 16, 64)  # 1.05e8 elements on GPU
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -210,15 +213,32 @@ def gls_inputs():
     return x, a
 
 
+def other_impls(benchmark, impl: str, t_impl: float, make_run: Callable[[str], Callable[[], object]]) -> None:
+    """Time the other implementations in the same test: ``<impl>_ms`` and ``speedup_vs_<impl>`` (> 1: ``impl`` is
+    faster)."""
+    for other in GLS_IMPLS:
+        if other != impl:
+            t_other = cuda_time(make_run(other))
+            benchmark.extra_info[f"{other}_ms"] = t_other * 1e3
+            benchmark.extra_info[f"speedup_vs_{other}"] = t_other / t_impl
+
+
+# On CPU an explicit impl runs the Triton kernels through the interpreter (bench/conftest.py sets TRITON_INTERPRET=1):
+# a plumbing check of each implementation at a tiny shape, not a timing.
 @pytest.mark.benchmark(group="gated_linear_scan")
-def test_gated_linear_scan_forward(benchmark):
+@pytest.mark.parametrize("impl", GLS_IMPLS)
+def test_gated_linear_scan_forward(benchmark, impl):
     x, a = gls_inputs()
-    fused = torch.no_grad()(lambda: gated_linear_scan(x, a).output)
+
+    def make_run(name):
+        return torch.no_grad()(lambda: gated_linear_scan(x, a, impl=name).output)
+
+    fused = make_run(impl)
     reference = torch.no_grad()(lambda: gated_linear_scan_ref(x, a)[0])
-    check_close([fused()], [reference()], "gated_linear_scan fwd")
+    check_close([fused()], [reference()], f"gated_linear_scan fwd impl={impl}")
     if not CUDA:
         benchmark.pedantic(synced(fused), rounds=3, iterations=1)
-        report(benchmark, "gated_linear_scan fwd (cpu, reference)", cpu_median(benchmark), None)
+        report(benchmark, f"gated_linear_scan fwd impl={impl} (cpu, Triton interpreter)", cpu_median(benchmark), None)
         return
     t_fused = cuda_time(fused)
     t_ref = cuda_time(reference, iters=3)
@@ -227,21 +247,28 @@ def test_gated_linear_scan_forward(benchmark):
     check_close([compiled()], [reference()], "compiled reference")
     t_compiled = cuda_time(compiled)
     benchmark.pedantic(synced(fused), rounds=20, iterations=1, warmup_rounds=2)
-    report(benchmark, f"gated_linear_scan fwd {list(x.shape)} bf16", t_fused, 3 * x.numel() * 2, t_ref, t_compiled,
-           {"70pct_hbm": ("pct_of_hbm_limit", 70, True)})
+    report(benchmark, f"gated_linear_scan fwd {list(x.shape)} bf16 impl={impl}", t_fused, 3 * x.numel() * 2, t_ref,
+           t_compiled, {"70pct_hbm": ("pct_of_hbm_limit", 70, True)})
+    other_impls(benchmark, impl, t_fused, make_run)
 
 
 @pytest.mark.benchmark(group="gated_linear_scan")
-def test_gated_linear_scan_fwd_bwd(benchmark):
+@pytest.mark.parametrize("impl", GLS_IMPLS)
+def test_gated_linear_scan_fwd_bwd(benchmark, impl):
     x, a = gls_inputs()
     dout = torch.randn_like(x)
     inputs = [leaf(x), leaf(a)]
-    run_fused = fwd_bwd(lambda x, a: gated_linear_scan(x, a).output, inputs, [dout])
+
+    def make_run(name):
+        return fwd_bwd(lambda x, a: gated_linear_scan(x, a, impl=name).output, inputs, [dout])
+
+    run_fused = make_run(impl)
     run_ref = fwd_bwd(lambda x, a: gated_linear_scan_ref(x, a)[0], inputs, [dout])
-    check_close(run_fused(), run_ref(), "gated_linear_scan fwd+bwd")
+    check_close(run_fused(), run_ref(), f"gated_linear_scan fwd+bwd impl={impl}")
     if not CUDA:
         benchmark.pedantic(synced(run_fused), rounds=3, iterations=1)
-        report(benchmark, "gated_linear_scan fwd+bwd (cpu, reference)", cpu_median(benchmark), None)
+        report(benchmark, f"gated_linear_scan fwd+bwd impl={impl} (cpu, Triton interpreter)", cpu_median(benchmark),
+               None)
         return
     t_fused = cuda_time(run_fused)
     t_ref = cuda_time(run_ref, iters=3)
@@ -250,8 +277,9 @@ def test_gated_linear_scan_fwd_bwd(benchmark):
     t_compiled = cuda_time(run_compiled)
     # fwd: x, a in, h out; bwd: dout, a, h in, dx, da out
     benchmark.pedantic(synced(run_fused), rounds=10, iterations=1, warmup_rounds=2)
-    report(benchmark, f"gated_linear_scan fwd+bwd {list(x.shape)} bf16", t_fused, 8 * x.numel() * 2, t_ref,
-           t_compiled, {"60pct_hbm": ("pct_of_hbm_limit", 60, True)})
+    report(benchmark, f"gated_linear_scan fwd+bwd {list(x.shape)} bf16 impl={impl}", t_fused, 8 * x.numel() * 2,
+           t_ref, t_compiled, {"60pct_hbm": ("pct_of_hbm_limit", 60, True)})
+    other_impls(benchmark, impl, t_fused, make_run)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -72,12 +72,13 @@ def gated_linear_scan_bwd_ref(
     acc = acc_dtype(x.dtype)
     batch, T, dim = x.shape
     gate = a.to(acc).exp() if log_gates else a.to(acc)
-    if resets is not None:
-        gate = gate * (~resets).to(acc)[..., None]
+    keep = None if resets is None else (~resets).to(acc)[..., None]  # [B, T, 1]: 0 where h_{t-1} := 0
+    if keep is not None:
+        gate = gate * keep
     h0 = torch.zeros(batch, dim, dtype=acc, device=x.device) if initial_state is None else initial_state.to(acc)
     hs, h = [], h0
     for t in range(T):
-        hs.append(h)  # h_{t-1}
+        hs.append(h if keep is None else h * keep[:, t])  # h_{t-1}, zeroed by a reset before step t
         h = gate[:, t] * h + x[:, t].to(acc)
     g = torch.zeros(batch, dim, dtype=acc, device=x.device) if dfinal is None else dfinal.to(acc)
     dx = torch.zeros(batch, T, dim, dtype=acc, device=x.device)
@@ -85,7 +86,7 @@ def gated_linear_scan_bwd_ref(
     for t in range(T - 1, -1, -1):
         g = g + dout[:, t].to(acc)
         dx[:, t] = g
-        # hs[t] is already 0 after a reset (gate 0), and d/d(log a) = a * d/da
+        # d/d(log a) = a * d/da
         da[:, t] = g * hs[t] * (gate[:, t] if log_gates else 1.0)
         g = g * gate[:, t]
     return dx, da, g if initial_state is not None else None
