@@ -295,6 +295,26 @@ def test_efficientnet_lite0_tokens(lite0):
         lite0(torch.randn(1, 3, 224, 200))
 
 
+def test_efficientnet_lite0_s16_is_the_stride_16_stage_of_the_same_network(lite0):
+    """The s16 encoder's tokens are block 10's output of the full network (same weights), 112 channels, 8x8 at 128²."""
+    s16 = build_encoder("efficientnet_lite0_s16")
+    assert (s16.name, s16.dim, s16.stride) == ("efficientnet_lite0_s16", 112, 16)
+    assert s16.weights_id.startswith("efficientnet_lite0_s16:") and s16.weights_id != lite0.weights_id
+    x = torch.randn(2, 3, 128, 96)
+    seen = []
+    hook = lite0.backbone._blocks[10].register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        lite0(x)
+    finally:
+        hook.remove()
+    tokens = s16(x)
+    assert tokens.shape == (2, 1 + 8 * 6, 112) == (2, s16.num_tokens(128, 96), 112)
+    torch.testing.assert_close(tokens[:, 1:], seen[0].flatten(2).transpose(1, 2))
+    torch.testing.assert_close(tokens[:, 0], tokens[:, 1:].mean(1))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        s16(torch.randn(1, 3, 128, 100))
+
+
 REFERENCE_VALUES = {  # SPEC §2.6, first five channels of the final-normed CLS and first patch token
     "dinov3_vits16": (
         [0.46356, -0.41561, 0.40824, -0.12661, -0.28664],

