@@ -1,6 +1,7 @@
 """Built-in tasks: direction-of-motion clips, arrow-of-time windows, the order-blind baseline, the demo table."""
 
 import numpy as np
+import pytest
 import torch
 
 from coldstream.train.clip_model import ClipModel
@@ -27,6 +28,23 @@ def test_trajectories_stay_inside_and_move_the_right_way(tmp_path):
         (x0, y0), (x1, y1) = t.positions(24)[0], t.positions(24)[-1]
         a = t.direction * np.pi / 4
         assert np.sign(round(np.cos(a), 6)) == np.sign(x1 - x0) and np.sign(round(-np.sin(a), 6)) == np.sign(y1 - y0)
+
+
+def test_views_are_the_photo_mirrored_and_transposed(tmp_path):
+    src = _photo(tmp_path)  # 300 x 400
+    trajs = direction.make_trajectories([src], 16, 32, 24, speed=(3, 5), photo_scale=3.0, views=8)
+    assert sorted({t.view for t in trajs}) == list(range(8)) and len(trajs) == 16
+    base = direction.photo_view(str(src.path), 96)
+    assert base.shape[:2] == (96, 128) and direction.photo_view(str(src.path), 96, 1).shape[:2] == (128, 96)
+    for t in trajs:
+        img = base.transpose(1, 0, 2) if t.view & 1 else base
+        img = img[:, ::-1] if t.view & 2 else img
+        img = img[::-1] if t.view & 4 else img
+        x, y = t.positions(24)[5]
+        np.testing.assert_array_equal(direction.render(t, 32, 24)[5], img[y : y + 32, x : x + 32])
+    assert len({direction.trajectory_key(t, 32, 24) for t in trajs}) == 16
+    with pytest.raises(ValueError, match="divide per_photo"):
+        direction.make_trajectories([src], 12, 32, 24, views=8)
 
 
 def test_reversed_windows_carry_the_opposite_label(tmp_path):
@@ -73,62 +91,48 @@ def test_demo_table_has_every_row_and_source():
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
 
 
-def _moving_grid(d: int, side: int = 4, frames: int = 3) -> torch.Tensor:
-    """Features of a window moving one cell per frame in direction d over a random feature 'world'."""
-    a = d * np.pi / 4
-    dx, dy = round(np.cos(a)), round(-np.sin(a))
-    world = torch.randn(20, 20, 6, generator=torch.Generator().manual_seed(d))
-    rows = [world[8 + dy * t : 8 + dy * t + side, 8 + dx * t : 8 + dx * t + side].reshape(side * side, 6)
-            for t in range(frames)]  # fmt: skip
-    return torch.stack(rows)[:, None]  # [T, K=1, N, D]
-
-
-def _direction_of(f: torch.Tensor, side: int = 4) -> int:
-    g = f[:, 0].reshape(f.shape[0], side, side, -1)
-    errs = []
+def _shift_matched_direction(grid: torch.Tensor) -> int:
+    """The direction d whose one-token shift best maps the first token grid ``[side, side, D]`` onto the second: a
+    window moving by (dx, dy) shows at (i, j) what it showed at (i + dy, j + dx) one token-width earlier."""
+    side = grid.shape[1]
+    g = torch.nn.functional.normalize(grid, dim=-1)
+    score = []
     for d in range(8):
         a = d * np.pi / 4
         dx, dy = round(np.cos(a)), round(-np.sin(a))
         i0, i1, j0, j1 = max(0, -dy), side - max(0, dy), max(0, -dx), side - max(0, dx)
-        errs.append(float((g[1, i0:i1, j0:j1] - g[0, i0 + dy : i1 + dy, j0 + dx : j1 + dx]).abs().mean()))
-    return int(np.argmin(errs))
+        score.append(float((g[1, i0:i1, j0:j1] * g[0, i0 + dy : i1 + dy, j0 + dx : j1 + dx]).sum(-1).mean()))
+    return int(np.argmax(score))
 
 
-def test_grid_symmetries_map_the_direction_label_exactly():
+def test_stride16_features_of_a_real_photo_show_the_direction_of_motion():
+    """Why the main job uses ``efficientnet_lite0_s16``: for a window moving one token (16 px) across skimage's
+    astronaut, its token grid after the move matches the grid before it shifted by one token the right way."""
+    from coldstream.io.preprocess import preprocess_frames
+    from coldstream.model import build_encoder
+
+    skimage_data = pytest.importorskip("skimage.data")
+    enc = build_encoder("efficientnet_lite0_s16")
+    photo = skimage_data.astronaut()  # 512 x 512
     for d in range(8):
-        clip = _moving_grid(d)
-        assert _direction_of(clip) == d
-        labels = set()
-        for op in range(8):
-            f, label = direction.dihedral(clip, d, op, prefix_tokens=0)
-            assert _direction_of(f) == label
-            labels.add(label)
-        assert labels == {x for x in range(8) if x % 2 == d % 2}  # axis stays axis, diagonal stays diagonal
+        t = direction.Trajectory("astronaut", "", d, 4.0 * (2**0.5 if d % 2 else 1), 224, 224, 512)
+        (xa, ya), (xb, yb) = t.positions(5)[0], t.positions(5)[4]  # 4 frames: one token (16 px) along x and/or y
+        crops = torch.from_numpy(np.stack([photo[ya : ya + 64, xa : xa + 64], photo[yb : yb + 64, xb : xb + 64]]))
+        tokens = enc(preprocess_frames(crops, 64, enc.mean, enc.std))[:, 1:]  # [2, 16, 112]
+        assert _shift_matched_direction(tokens.reshape(2, 4, 4, -1)) == d, direction.DIRECTION_NAMES[d]
 
 
-def test_lattice_paths_move_the_right_way_and_share_crops(tmp_path):
-    src = _photo(tmp_path)
-    lat = direction.make_lattice(src, 32, 4, 20, photo_scale=3.0)  # 96 x 128 photo: crops 32 px, 4 px apart
-    assert (lat.nx, lat.ny) == (20, 17)
-    pos = lat.positions()
-    assert all(0 <= x and x + 32 <= 128 and 0 <= y and y + 32 <= 96 for x, y in pos)
-    crops = direction.render_lattice(lat, 32, [0, len(pos) - 1])
-    assert crops.shape == (2, 32, 32, 3)
-    items = direction.lattice_clip_items(lat, 32, 16, per_direction=3)
-    assert len(items) == 8 * 3 and sorted({i.label for i in items}) == list(range(8))
-    for it in items:
-        (x0, y0), (x1, y1) = pos[it.frames[0]], pos[it.frames[-1]]
-        a = it.label * np.pi / 4
-        assert np.sign(round(np.cos(a), 6)) == np.sign(x1 - x0) and np.sign(round(-np.sin(a), 6)) == np.sign(y1 - y0)
-        pairs = zip(it.frames[:-1], it.frames[1:], strict=True)
-        steps = {(pos[b][0] - pos[a_][0], pos[b][1] - pos[a_][1]) for a_, b in pairs}
-        assert len(steps) == 1  # a straight path at constant speed
-    # every path comes with its reverse: same crops, opposite label
-    for fwd, rev in zip(items[::2], items[1::2], strict=True):
-        assert rev.frames == fwd.frames[::-1] and rev.label == (fwd.label + 4) % 8 and rev.vkey == fwd.vkey
-    # crops are shared: some crop is used by clips of several directions
-    users = {}
-    for it in direction.lattice_clip_items(lat, 32, 16, per_direction=100):
-        for f in it.frames:
-            users.setdefault(f, set()).add(it.label)
-    assert max(map(len, users.values())) >= 4
+def test_classification_loss_on_the_last_frames():
+    from coldstream.train.tasks.base import ClassificationTask
+
+    logits = torch.randn(3, 5, 4)
+    y = torch.tensor([0, 3, 1])
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(ClassificationTask(4).loss(logits, y), ce(logits[:, -1], y))
+    per_frame = torch.stack([ce(logits[:, t], y) for t in (2, 3, 4)]).mean()
+    torch.testing.assert_close(ClassificationTask(4, loss_frames=3).loss(logits, y), per_frame)
+    every = ce(logits.flatten(0, 1), y.repeat_interleave(5))
+    torch.testing.assert_close(ClassificationTask(4, loss_frames=9).loss(logits, y), every)
+    assert ClassificationTask(4, loss_frames=3).metric_sums(logits, y)["n"] == 3  # accuracy: the last frame only
+    with pytest.raises(ValueError, match="loss_frames"):
+        ClassificationTask(4, loss_frames=0)

@@ -147,8 +147,8 @@ def train_main(argv: list[str] | None = None) -> int:
             raise RuntimeError("no training clips left (all videos unreadable or missing?)")
         torch.manual_seed(cfg.train.seed)
         model = _model(cfg, cache, enc, len(names))
-        trainer = Trainer(model, ClassificationTask(len(names), names), CachedClips(cache, train),
-                          CachedClips(cache, val), cfg, dist=info)  # fmt: skip
+        task = ClassificationTask(len(names), names, loss_frames=cfg.train.loss_frames)
+        trainer = Trainer(model, task, CachedClips(cache, train), CachedClips(cache, val), cfg, dist=info)
         trainer.extra = {"class_names": names, "feature_shape": list(cache.key.feature_shape)}
         log(
             f"training {len(train)} clips, evaluating {len(val)}; {cfg.model.core} core; outputs in {cfg.train.out_dir}"
@@ -185,7 +185,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         enc, cache, _, val, names = _setup(cfg, info, print)
         model = _model(cfg, cache, enc, len(names))
         load_model_weights(args.checkpoint, model, dataclasses.asdict(cfg.model))
-        trainer = Trainer(model, ClassificationTask(len(names), names), [None], None, cfg, dist=info)
+        task = ClassificationTask(len(names), names, loss_frames=cfg.train.loss_frames)
+        trainer = Trainer(model, task, [None], None, cfg, dist=info)
         metrics = trainer.evaluate(CachedClips(cache, val))
         print(json.dumps({"checkpoint": args.checkpoint, "clips": len(val), **metrics}))
         return 0

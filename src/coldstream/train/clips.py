@@ -65,20 +65,3 @@ class EncoderInTheLoop(torch.nn.Module):
             f = self.encoder.features(frames.flatten(0, 1))  # [K, B*T, N, D]
         f = f.permute(1, 0, 2, 3).reshape(b, t, *f.shape[:1], *f.shape[2:])  # [B, T, K, N, D]
         return self.model(f.to(torch.bfloat16))
-
-
-class AugmentedClips(CachedClips):
-    """:class:`CachedClips` with a random label-preserving transform per access, drawn from the global torch RNG
-    (saved in checkpoints, so a resumed run draws the same transforms). ``augment(feats, label, op)`` gets
-    ``op`` uniform in ``range(num_ops)``."""
-
-    def __init__(self, cache: FeatureCache, items: Sequence[ClipItem], augment: Callable, num_ops: int):
-        super().__init__(cache, items)
-        self.augment = augment
-        self.num_ops = num_ops
-
-    def __getitem__(self, i: int):
-        it = self.items[i]
-        op = int(torch.randint(self.num_ops, ()))
-        feats, label = self.augment(self.cache.get(it.vkey, it.frames), it.label, op)
-        return feats, torch.tensor(label)

@@ -89,6 +89,7 @@ class TrainConfig:
     resume: bool = True  # continue from out_dir/last.pt when it exists
     progress: bool = True  # progress bar
     device: str = "auto"  # "auto", "cpu", "cuda"
+    loss_frames: int = 1  # classification: cross-entropy on each of the last this many frames (1 = last only)
 
 
 @dataclass(frozen=True)

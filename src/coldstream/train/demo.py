@@ -26,7 +26,7 @@ import torch
 
 from coldstream.train.cache import CacheKey, FeatureCache
 from coldstream.train.clip_model import build_clip_model
-from coldstream.train.clips import AugmentedClips, CachedClips
+from coldstream.train.clips import CachedClips
 from coldstream.train.config import (
     DataConfig,
     JobConfig,
@@ -58,22 +58,15 @@ ROW_NAMES = {
 class DirectionConfig:
     """Direction-of-motion task."""
 
-    sampling: str = "trajectories"  # trajectories | lattice (every clip a path on a per-photo lattice of shared crops)
-    per_photo: int = 8  # trajectories: trajectories per photo
-    traj_frames: int = 24  # trajectories: frames per trajectory; every 16-frame window of it is a clip, both ways
-    window_step: int = 2  # trajectories: frames between window starts
-    speed: tuple[float, float] = (6.0, 12.0)  # trajectories: crop speed range, pixels per frame (at frame size `size`)
-    lattice_step: int = 16  # lattice: pixels between the crop positions of a photo's lattice (tasks.direction.Lattice)
-    lattice_points: int = (
-        18  # lattice: at most this many lattice points per axis (encoded crops per photo <= its square)
-    )
-    per_direction: int = 9  # lattice: straight lattice paths per direction and photo (each also played reversed)
-    speeds: tuple[int, ...] = (1,)  # lattice: lattice steps per frame
-    augment: bool = True  # random symmetry of the token grid per training clip, label mapped (tasks.direction.dihedral)
+    per_photo: int = 48  # trajectories per photo, spread over its views
+    views: int = 8  # symmetries of each photo it is seen in (tasks.direction.photo_view): more real content per photo
+    traj_frames: int = 24  # frames per trajectory; every 16-frame window of it is a clip, both ways
+    window_step: int = 4  # frames between window starts
+    speed: tuple[float, float] = (4.5, 9.0)  # crop speed range, pixels per frame (at frame size `size`)
     test_frac: float = 0.3  # fraction of photos held out
     min_side: int = 150  # photos smaller than this are left out
     photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
-    epochs: int = 4  # training epochs per row
+    epochs: int = 2  # training epochs per row
 
 
 @dataclass(frozen=True)
@@ -93,21 +86,27 @@ class DemoConfig:
 
     rows: tuple[str, ...] = ("gmmix", "rvmrnn", "identity", "meanpool")  # ModelConfig.core of each row
     tasks: tuple[str, ...] = ("direction", "arrow")  # which tasks to run
-    size: int = 128  # frame side S (EfficientNet-Lite0: 4x4 patch tokens + 1 pooled token at 128)
+    size: int = 96  # frame side S (efficientnet_lite0_s16: 6x6 patch tokens of 16 px + 1 pooled token at 96)
     frames: int = 16  # clip length T
     data_dir: str = ""  # packaged data ("" = $COLDSTREAM_DATA or ~/.cache/coldstream/data)
     cache_dir: str = ""  # feature cache ("" = <data_dir>/../features)
     out_dir: str = "runs/demo"  # per-run outputs, results.json, table.md
     threads: int = 0  # torch threads for feature extraction (0 = torch's default: one per core)
-    train_threads: int = 1  # torch threads for training: the small cores' many tiny ops run faster on one thread
+    train_threads: int = 0  # torch threads for training (0 = torch's default: one per core)
     core_options: dict = field(
-        default_factory=lambda: {"gmmix": {"d_state": 4, "expand": 1}}
+        default_factory=lambda: {
+            "gmmix": {"d_state": 4, "expand": 1, "spatial_dropout": 0.0, "mamba_dropout": 0.0, "drop_path": 0.0}
+        }
     )  # per row, for build_core
     direction: DirectionConfig = field(default_factory=DirectionConfig)
     arrow: ArrowConfig = field(default_factory=ArrowConfig)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(core_dim=64, core_layers=1, token_grid=0))
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(encoder="efficientnet_lite0_s16", core_dim=64, core_layers=1, token_grid=0)
+    )
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_frac=0.05))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, progress=False, resume=False))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(batch_size=32, progress=False, resume=False, loss_frames=12)
+    )
 
 
 def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
@@ -131,7 +130,6 @@ def _fit(
     cache,
     out: Path,
     epochs,
-    augment=None,
 ):
     job = _job(cfg, core, out, epochs)
     threads = torch.get_num_threads()
@@ -140,11 +138,8 @@ def _fit(
     torch.manual_seed(job.train.seed)
     model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
     test = CachedClips(cache, test_items) if test_items else None  # evaluated after every epoch
-    if augment is not None:
-        train_set = AugmentedClips(cache, train_items, lambda f, y, op: augment(f, y, op, prefix), 8)
-    else:
-        train_set = CachedClips(cache, train_items)
-    trainer = Trainer(model, ClassificationTask(classes), train_set, test, job)
+    task = ClassificationTask(classes, loss_frames=job.train.loss_frames)
+    trainer = Trainer(model, task, CachedClips(cache, train_items), test, job)
     t0 = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - t0
@@ -166,37 +161,17 @@ def _direction_data(d: DataConfig, enc, seed: int):
     if len(photos) < 4:
         raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
     train_names, test_names = direction.split_by_source([p.name for p in photos], o["test_frac"])
-    if o["sampling"] == "lattice":
-        lats = [direction.make_lattice(p, d.size, o["lattice_step"], o["lattice_points"], o["photo_scale"])
-                for p in photos]  # fmt: skip
-        jobs = [
-            FrameJob(direction.lattice_key(lat, d.size), list(range(lat.nx * lat.ny)),
-                     direction.lattice_frame_loader(lat, d.size, enc.mean, enc.std), lat.source)
-            for lat in lats
-        ]  # fmt: skip
-        per_dir, speeds = o["per_direction"], tuple(o["speeds"])
-        items = [
-            it for lat in lats for it in direction.lattice_clip_items(lat, d.size, d.frames, per_dir, speeds, seed)
-        ]
-    elif o["sampling"] == "trajectories":
-        tf = max(d.frames, o["traj_frames"])
-        trajs = direction.make_trajectories(
-            photos,
-            d.clips_per_source or o["per_photo"],
-            d.size,
-            tf,
-            seed=seed,
-            speed=tuple(o["speed"]),
-            photo_scale=o["photo_scale"],
-        )
-        jobs = [
-            FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
-                     direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
-            for t in trajs
-        ]  # fmt: skip
-        items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
-    else:
-        raise ValueError(f"direction.sampling must be trajectories or lattice, got {o['sampling']!r}")
+    tf = max(d.frames, o["traj_frames"])
+    trajs = direction.make_trajectories(
+        photos, d.clips_per_source or o["per_photo"], d.size, tf, seed=seed, speed=tuple(o["speed"]),
+        photo_scale=o["photo_scale"], views=o["views"],
+    )  # fmt: skip
+    jobs = [
+        FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
+                 direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
+        for t in trajs
+    ]  # fmt: skip
+    items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
     train = [i for i in items if i.source in train_names]
     test = [i for i in items if i.source in test_names]
     return jobs, train, test, direction.DIRECTION_NAMES, []
@@ -268,8 +243,7 @@ def run_direction(cfg, enc, cache, report, log) -> dict:
     out = {}
     for row in cfg.rows:
         trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,
-                                      Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs,
-                                      direction.dihedral if cfg.direction.augment else None)  # fmt: skip
+                                      Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs)  # fmt: skip
         ev = trainer.evaluate(CachedClips(cache, test))
         tr = trainer.evaluate(CachedClips(cache, train))
         out[row] = {"accuracy": ev["accuracy"], "train_accuracy": tr["accuracy"], "n_test": int(ev["n"]),
@@ -362,7 +336,7 @@ Chance: 12.5% (direction), 50% (arrow). A clip and its reverse hold the same fra
 baseline cannot separate a direction from its opposite (<= 50% on direction) nor forward from reversed (exactly 50%
 on arrow). The identity core sees only the last frame; what a single frame can still give away is not motion but
 content: where the crop window sits in its photo (a window that moved right tends to end near the photo's right
-side; the grid-symmetry augmentation blurs this), or how a video's scene looks near its start vs its end (arrow).
+side), or how a video's scene looks near its start vs its end (arrow).
 A temporal core only shows temporal understanding where it beats both baselines on held-out sources."""
 
 

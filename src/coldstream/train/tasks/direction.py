@@ -5,6 +5,9 @@ frame and a start point that keeps the whole path inside the photo. Its T crops 
 forward has label ``d`` and the same frames played backwards are a clip of the opposite direction ``(d + 4) % 8``,
 so both reuse the same cached features and a direction and its opposite always show the same set of crops: a model
 blind to frame order (mean-pooled features) cannot tell them apart and stays at <= 50%.
+
+A trajectory can run over one of the 8 *views* of its photo (the symmetries of the square applied to the pixels
+before cropping and encoding): new real content for the encoder at no cost in photos, with the split still by photo.
 """
 
 from __future__ import annotations
@@ -36,11 +39,26 @@ class Trajectory:
     x0: int  # top-left of the first crop
     y0: int
     scale_side: int  # the photo is resized so its short side is this many pixels
+    view: int = 0  # symmetry of the photo (bits: 1 transpose, 2 mirror left-right, 4 mirror up-down), see photo_view
 
     def positions(self, frames: int) -> list[tuple[int, int]]:
         a = self.direction * math.pi / 4
         dx, dy = math.cos(a) * self.speed, -math.sin(a) * self.speed
         return [(int(round(self.x0 + t * dx)), int(round(self.y0 + t * dy))) for t in range(frames)]
+
+
+@lru_cache(maxsize=16)
+def photo_view(path: str, short_side: int, view: int = 0) -> np.ndarray:
+    """The photo resized so its short side is ``short_side``, then transformed by ``view`` (0..7: bit 1 transposes,
+    bit 2 mirrors left-right, bit 4 mirrors up-down, in that order)."""
+    img = _resized_photo(path, short_side)
+    if view & 1:
+        img = img.transpose(1, 0, 2)
+    if view & 2:
+        img = img[:, ::-1]
+    if view & 4:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
 
 
 @lru_cache(maxsize=8)
@@ -61,7 +79,7 @@ def _resized_photo(path: str, short_side: int) -> np.ndarray:
 
 def render(traj: Trajectory, size: int, frames: int) -> np.ndarray:
     """The trajectory's crops: uint8 ``[T, size, size, 3]``."""
-    img = _resized_photo(traj.path, traj.scale_side)
+    img = photo_view(traj.path, traj.scale_side, traj.view)
     return np.stack([img[y : y + size, x : x + size] for x, y in traj.positions(frames)])
 
 
@@ -73,17 +91,21 @@ def make_trajectories(
     seed: int = 0,
     speed: tuple[float, float] = (6, 12),
     photo_scale: float = 2.5,
+    views: int = 1,
 ) -> list[Trajectory]:
-    """``per_photo`` trajectories per photo, directions balanced (each photo cycles through all 8); speeds uniform in
-    ``speed`` pixels per frame; photos resized so their short side is ``photo_scale * size``."""
+    """``per_photo`` trajectories per photo, spread evenly over its first ``views`` views (:func:`photo_view`),
+    directions balanced (each view cycles through all 8 from a random start); speeds uniform in ``speed`` pixels per
+    frame; photos resized so their short side is ``photo_scale * size``."""
+    if not 1 <= views <= 8 or per_photo % views:
+        raise ValueError(f"views must be 1..8 and divide per_photo; got views={views}, per_photo={per_photo}")
     rng = np.random.default_rng(seed)
     side = int(round(photo_scale * size))
     out = []
-    for p in photos:
-        img = _resized_photo(str(p.path), side)
+    for p, view in ((p, v) for p in photos for v in range(views)):
+        img = photo_view(str(p.path), side, view)
         h, w = img.shape[:2]
         offset = int(rng.integers(8))
-        dirs = [(i + offset) % 8 for i in range(per_photo)]
+        dirs = [(i + offset) % 8 for i in range(per_photo // views)]
         for d in dirs:
             a = d * math.pi / 4
             room = min((w - size) / max(1e-9, abs(math.cos(a))), (h - size) / max(1e-9, abs(math.sin(a))))
@@ -93,14 +115,14 @@ def make_trajectories(
             lo_y, hi_y = max(0, -span_y), (h - size) - max(0, span_y)
             x0 = int(math.ceil(lo_x)) + int(rng.integers(0, max(1, int(hi_x - lo_x))))
             y0 = int(math.ceil(lo_y)) + int(rng.integers(0, max(1, int(hi_y - lo_y))))
-            out.append(Trajectory(p.name, str(p.path), d, round(v, 3), x0, y0, side))
+            out.append(Trajectory(p.name, str(p.path), d, round(v, 3), x0, y0, side, view))
     return out
 
 
 def trajectory_key(traj: Trajectory, size: int, frames: int) -> str:
     """Cache key: photo content + everything that places the crops."""
     sampling = {"task": "direction", "size": size, "frames": frames, "traj": [traj.direction, traj.speed, traj.x0,
-                traj.y0, traj.scale_side]}  # fmt: skip
+                traj.y0, traj.scale_side, traj.view]}  # fmt: skip
     return video_key(_photo_hash(traj.path), sampling)
 
 
@@ -141,114 +163,3 @@ def frame_loader(traj: Trajectory, size: int, frames: int, mean, std):
         return preprocess_frames(crops, size=size, mean=mean, std=std)
 
     return load
-
-
-def dihedral(feats: torch.Tensor, label: int, op: int, prefix_tokens: int) -> tuple[torch.Tensor, int]:
-    """Apply one of the 8 symmetries of the square to the token grid of a clip and map its direction label.
-
-    ``feats`` ``[T, K, N, D]`` with ``N = prefix + side²`` (row-major grid, rows downwards); ``op`` bits:
-    1 = transpose, 2 = mirror left-right, 4 = mirror up-down (applied in that order). The motion of the content
-    across the grid transforms with the grid, so the label follows exactly; the grid's content no longer matches any
-    training photo, which keeps the model from memorising photos instead of learning motion. Prefix tokens (pooled
-    over the grid) are invariant and left as they are.
-    """
-    t, k, n, d = feats.shape
-    side = int(round((n - prefix_tokens) ** 0.5))
-    grid = feats[:, :, prefix_tokens:].reshape(t, k, side, side, d)
-    if op & 1:
-        grid, label = grid.transpose(2, 3), (6 - label) % NUM_DIRECTIONS
-    if op & 2:
-        grid, label = grid.flip(3), (4 - label) % NUM_DIRECTIONS
-    if op & 4:
-        grid, label = grid.flip(2), (-label) % NUM_DIRECTIONS
-    out = torch.cat([feats[:, :, :prefix_tokens], grid.reshape(t, k, side * side, d)], dim=2)
-    return out, label
-
-
-# --- Lattice trajectories: every crop shared by many clips --------------------------------------------------------
-# With a few independent trajectories per photo, a temporal core can memorise each training photo (which content
-# goes with which label) instead of learning motion. Here every photo's crops sit on a lattice (step ``step`` pixels)
-# and every clip is a straight path on that lattice (8 directions, ``speed`` lattice steps per frame): each encoded
-# crop appears in clips of every direction, at every position in the clip, so no single frame (and no photo's
-# content) tells the label, and the number of distinct clips per photo is large for the same encoding cost. A path
-# and its reverse read the same crops, so a mean-pooled, order-blind model still cannot pass 50%.
-
-_STEPS = [(1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)]  # (dx, dy) per direction, y down
-
-
-@dataclass(frozen=True)
-class Lattice:
-    """The crops of one photo at lattice points ``(x0 + i*step, y0 + j*step)``, frame index ``j * nx + i``."""
-
-    source: str
-    path: str
-    scale_side: int
-    step: int
-    x0: int
-    y0: int
-    nx: int
-    ny: int
-
-    def positions(self) -> list[tuple[int, int]]:
-        return [(self.x0 + i * self.step, self.y0 + j * self.step) for j in range(self.ny) for i in range(self.nx)]
-
-
-def make_lattice(photo: Source, size: int, step: int, max_points: int, photo_scale: float) -> Lattice:
-    """Centred lattice of at most ``max_points`` points per axis that keeps every crop inside the resized photo."""
-    side = int(round(photo_scale * size))
-    h, w = _resized_photo(str(photo.path), side).shape[:2]
-    nx, ny = min(max_points, (w - size) // step + 1), min(max_points, (h - size) // step + 1)
-    x0, y0 = (w - size - (nx - 1) * step) // 2, (h - size - (ny - 1) * step) // 2
-    return Lattice(photo.name, str(photo.path), side, step, x0, y0, nx, ny)
-
-
-def lattice_key(lat: Lattice, size: int) -> str:
-    sampling = {"task": "direction-lattice", "size": size, "lattice": [lat.scale_side, lat.step, lat.x0, lat.y0,
-                lat.nx, lat.ny]}  # fmt: skip
-    return video_key(_photo_hash(lat.path), sampling)
-
-
-def render_lattice(lat: Lattice, size: int, idx: list[int]) -> np.ndarray:
-    img = _resized_photo(lat.path, lat.scale_side)
-    pos = lat.positions()
-    return np.stack([img[pos[k][1] : pos[k][1] + size, pos[k][0] : pos[k][0] + size] for k in idx])
-
-
-def lattice_frame_loader(lat: Lattice, size: int, mean, std):
-    from coldstream.io.preprocess import preprocess_frames
-
-    def load(idx: list[int]) -> torch.Tensor:
-        return preprocess_frames(torch.from_numpy(render_lattice(lat, size, idx)), size=size, mean=mean, std=std)
-
-    return load
-
-
-def lattice_paths(lat: Lattice, frames: int, direction: int, speed: int) -> list[tuple[int, ...]]:
-    """Every straight path of ``frames`` lattice points in ``direction`` at ``speed`` steps per frame."""
-    dx, dy = _STEPS[direction]
-    out = []
-    for j in range(lat.ny):
-        for i in range(lat.nx):
-            ie, je = i + dx * speed * (frames - 1), j + dy * speed * (frames - 1)
-            if 0 <= ie < lat.nx and 0 <= je < lat.ny:
-                out.append(tuple((j + dy * speed * t) * lat.nx + i + dx * speed * t for t in range(frames)))
-    return out
-
-
-def lattice_clip_items(
-    lat: Lattice, size: int, frames: int, per_direction: int, speeds=(1,), seed: int = 0
-) -> list[ClipItem]:
-    """Up to ``per_direction`` random paths per direction (balanced over the 8 directions; speeds drawn from
-    ``speeds``), each paired with its reverse, which is a path of the opposite direction over the same crops."""
-    key = lattice_key(lat, size)
-    rng = np.random.default_rng([seed, int(hashlib.sha256(lat.source.encode()).hexdigest()[:8], 16)])
-    items = []
-    for d in range(4):  # the reverse of direction d is direction d + 4
-        paths = [p for s in speeds for p in lattice_paths(lat, frames, d, s)]
-        if not paths:
-            continue
-        pick = rng.choice(len(paths), size=min(per_direction, len(paths)), replace=False)
-        for k in sorted(pick.tolist()):
-            items.append(ClipItem(key, paths[k], d, lat.source))
-            items.append(ClipItem(key, paths[k][::-1], d + 4, lat.source))
-    return items
