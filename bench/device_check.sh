@@ -34,7 +34,7 @@ echo "cuda tests: exit $tests_rc after $((SECONDS - start)) s" | tee -a "$OUT/in
 suites=${SUITES:-"kernels end_to_end cores encoder training io"}
 args=()
 for s in $suites; do args+=(--suite "$s"); done
-limits=${SUITE_TIMEOUTS:-kernels=170,end_to_end=100,cores=70,encoder=70,training=50,io=40}
+limits=${SUITE_TIMEOUTS:-kernels=200,end_to_end=100,cores=70,encoder=70,training=50,io=40}
 python3 -m coldstream.cli bench --device cuda --quick --suite-timeout "$limits" "${args[@]}" --out "$OUT/bench.json" \
   2>&1 | tee "$OUT/bench.log"
 bench_rc=${PIPESTATUS[0]}
