@@ -19,6 +19,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._common import load_state_or_zeros, sequence_bounds
+
 
 @triton.jit
 def _first_order_combine(a1, x1, a2, x2):
@@ -47,19 +49,11 @@ def gated_linear_scan_chunk_fwd_kernel(
 ):
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
-    if VARLEN:
-        bos = tl.load(cu_ptr + pid_s).to(tl.int64)
-        eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
-    else:
-        bos = pid_s * T
-        eos = bos + T
+    bos, eos = sequence_bounds(cu_ptr, pid_s, T, VARLEN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
     offs_t = tl.arange(0, CHUNK_T)
-    if HAS_H0:
-        h = tl.load(h0_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        h = tl.zeros([BLOCK_D], dtype=tl.float32)
+    h = load_state_or_zeros(h0_ptr, pid_s, DIM, offs_d, mask_d, HAS_H0, BLOCK_D)
     for c in range(0, tl.cdiv(eos - bos, CHUNK_T)):
         rows = bos + c * CHUNK_T + offs_t  # [CHUNK_T] int64
         valid = rows < eos
@@ -86,24 +80,13 @@ def gated_linear_scan_chunk_bwd_kernel(
     # da_t = g_t h_{t-1} (times a_t for log-gates);  dh_0 = a_0 g_0
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
-    if VARLEN:
-        bos = tl.load(cu_ptr + pid_s).to(tl.int64)
-        eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
-    else:
-        bos = pid_s * T
-        eos = bos + T
+    bos, eos = sequence_bounds(cu_ptr, pid_s, T, VARLEN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
     offs_t = tl.arange(0, CHUNK_T)
     # g of the step after the current chunk (dL/dh_T past the end)
-    if HAS_DHT:
-        g_next = tl.load(dhT_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        g_next = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_H0:
-        h0 = tl.load(h0_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        h0 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    g_next = load_state_or_zeros(dhT_ptr, pid_s, DIM, offs_d, mask_d, HAS_DHT, BLOCK_D)
+    h0 = load_state_or_zeros(h0_ptr, pid_s, DIM, offs_d, mask_d, HAS_H0, BLOCK_D)
     n_chunks = tl.cdiv(eos - bos, CHUNK_T)
     for i in range(0, n_chunks):
         # chunks in reverse order, and rows in reverse time order inside the tile, so the reverse-time recurrence

@@ -11,6 +11,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._common import load_state_or_zeros, sequence_bounds
+
 
 @triton.jit
 def gated_linear_scan_fwd_kernel(
@@ -21,18 +23,10 @@ def gated_linear_scan_fwd_kernel(
 ):
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
-    if VARLEN:
-        bos = tl.load(cu_ptr + pid_s).to(tl.int64)
-        eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
-    else:
-        bos = pid_s * T
-        eos = bos + T
+    bos, eos = sequence_bounds(cu_ptr, pid_s, T, VARLEN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
-    if HAS_H0:
-        h = tl.load(h0_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        h = tl.zeros([BLOCK_D], dtype=tl.float32)
+    h = load_state_or_zeros(h0_ptr, pid_s, DIM, offs_d, mask_d, HAS_H0, BLOCK_D)
     for t in range(bos, eos):
         off = t * DIM + offs_d
         x = tl.load(x_ptr + off, mask=mask_d, other=0.0).to(tl.float32)
@@ -56,22 +50,11 @@ def gated_linear_scan_bwd_kernel(
     # g = dL/dh_t:  g_t = dout_t + a_{t+1} g_{t+1};  dx_t = g_t;  da_t = g_t h_{t-1};  dh_0 = a_0 g_0
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
-    if VARLEN:
-        bos = tl.load(cu_ptr + pid_s).to(tl.int64)
-        eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
-    else:
-        bos = pid_s * T
-        eos = bos + T
+    bos, eos = sequence_bounds(cu_ptr, pid_s, T, VARLEN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
-    if HAS_DHT:
-        g = tl.load(dhT_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        g = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_H0:
-        h0 = tl.load(h0_ptr + pid_s * DIM + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    else:
-        h0 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    g = load_state_or_zeros(dhT_ptr, pid_s, DIM, offs_d, mask_d, HAS_DHT, BLOCK_D)
+    h0 = load_state_or_zeros(h0_ptr, pid_s, DIM, offs_d, mask_d, HAS_H0, BLOCK_D)
     for i in range(0, eos - bos):
         t = eos - 1 - i
         off = t * DIM + offs_d
