@@ -13,6 +13,7 @@ before cropping and encoding): new real content for the encoder at no cost in ph
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -101,7 +102,7 @@ def make_trajectories(
     rng = np.random.default_rng(seed)
     side = int(round(photo_scale * size))
     out = []
-    for p, view in ((p, v) for p in photos for v in range(views)):
+    for p, view in itertools.product(photos, range(views)):
         img = photo_view(str(p.path), side, view)
         h, w = img.shape[:2]
         offset = int(rng.integers(8))
