@@ -20,8 +20,9 @@ from pathlib import Path
 
 from coldstream.atomic import atomic_write_text
 
-SUITES = ("kernels", "encoder", "cores", "io", "end_to_end", "training")
-BASELINE_MARKERS = ("reference", "eager", "naive", "torch")  # a case whose id holds one of these anchors its group
+SUITES = ("kernels", "encoder", "cores", "io", "end_to_end", "training", "tuning")
+# a case whose id holds one of these anchors its group
+BASELINE_MARKERS = ("reference", "eager", "naive", "torch", "default")
 FIGURES = (  # (extra_info key, column title, format)
     ("frames_per_s", "frames/s", "{:,.0f}"),
     ("clips_per_s", "clips/s", "{:,.1f}"),

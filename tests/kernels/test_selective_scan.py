@@ -171,6 +171,18 @@ def test_step_low_precision_keeps_fp32_state():
     torch.testing.assert_close(s_tri, s_ref, **tol(torch.float32, "fwd"))
 
 
+
+def test_step_updates_a_bf16_state_in_its_dtype():
+    # mamba-ssm's convention, and the way under the fp32-state HBM floor: state stored in bf16, arithmetic in fp32
+    u, delta, A, B, C, D, z, bias, h0 = cast(make_inputs(batch=2, dim=16, T=1, n=8), torch.bfloat16)
+    s_tri, s_ref = h0.bfloat16(), h0.bfloat16()
+    args = (u[..., 0], delta[..., 0], A, B[..., 0], C[..., 0], D, z[..., 0], bias, True)
+    o_tri = selective_state_update(s_tri, *args, backend="triton")
+    o_ref = selective_state_update(s_ref, *args, backend="reference")
+    assert s_tri.dtype == torch.bfloat16
+    torch.testing.assert_close(s_tri.float(), s_ref.float(), **tol(torch.bfloat16, "fwd"))
+    torch.testing.assert_close(o_tri.float(), o_ref.float(), **tol(torch.bfloat16, "fwd"))
+
 def _op_args(x, backend="reference"):
     u, delta, A, B, C, D, z, bias, h0 = x
     return (u, delta, A, B.unsqueeze(1), C.unsqueeze(1), D, z, bias, h0, None, None, u.shape[-1], True, backend)

@@ -27,6 +27,7 @@ NUM_WARPS = 8
 FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
 MAX_ROWS = 16  # backward: sequences per program (dA, dD, d delta_bias summed in registers across them)
+BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 237 at the defaults on sm_90)
 PROGRAMS_PER_ROW_GROUP = 8192  # ... once there are this many (sequence, channel block) pairs per row of the grid
 
 
@@ -177,7 +178,7 @@ def selective_scan_bwd(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
         HAS_CKPT=n_ckpt > 0, HAS_DLAST=dlast is not None, HAS_Y=y.numel() > 0,
-        num_warps=NUM_WARPS,
+        num_warps=NUM_WARPS, **({} if BWD_MAXNREG is None else {"maxnreg": BWD_MAXNREG}),
     )
     return [
         du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),

@@ -1,0 +1,65 @@
+"""Launch-configuration sweeps: which block sizes the fused kernels should default to, decided by timing on a GPU.
+
+Not in bench/device_check.sh's default suites; run it on its own (a few minutes of compiles and timings):
+
+    SUITES=tuning SUITE_TIMEOUTS=tuning=240 CUDA_TESTS=tests/kernels bash bench/device_check.sh
+
+``selective_scan`` backward, at the project's shape (B = 8 clips x 201 tokens, T = 16, E = 2048, d_state 16, bf16):
+the H200 run of 2026-11-26 took 16.5 ms for forward + backward, of which the forward was 0.98 ms. Compiled for
+sm_90 on a CPU machine, the backward at its defaults (chunk K = 16, 16 channels, 8 warps) holds 237 registers per
+thread, so an SM runs one 8-warp program at a time; its ~1,700 instructions per chunk and thread would take about
+2.7 ms if issued back to back, so the kernel is mostly waiting on latency. Each case below trades registers for
+occupancy (a shorter chunk; fewer channels per program; a ``maxnreg`` cap that spills a little) and is checked
+against the reference before it is timed. The fastest correct case becomes the default in ``selective_scan/ops.py``.
+
+On CPU each case runs through the Triton interpreter at a tiny shape: a correctness check of every configuration
+(the interpreter ignores ``maxnreg``), not a timing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coldstream.kernels import selective_scan
+from coldstream.kernels.selective_scan import ops
+from coldstream.kernels.selective_scan.naive import selective_scan_ref
+from test_kernels import CUDA, check_close, cpu_median, cuda_time, fwd_bwd, leaf, report, scan_inputs, synced
+
+# (chunk K, channels per program, warps, register cap): registers per thread and warps per SM from sm_90 compiles
+SCAN_BWD_CONFIGS = {
+    "default": (16, 16, 8, None),  # 237 registers: 8 warps per SM
+    "K16-cap128": (16, 16, 8, 128),  # 16 warps per SM, 160 bytes of spills
+    "K8": (8, 16, 8, None),  # 199 registers: still 8 warps per SM (isolates the chunk length)
+    "K8-cap128": (8, 16, 8, 128),  # 16 warps per SM, 88 bytes of spills
+    "K4-cap128": (4, 16, 8, 128),  # 16 warps per SM, 8 bytes of spills
+    "K4-d8-w4": (4, 8, 4, None),  # 128 registers without a cap: 16 warps per SM
+}
+
+
+@pytest.mark.benchmark(group="selective_scan_bwd_config")
+@pytest.mark.parametrize("config", list(SCAN_BWD_CONFIGS))
+def test_selective_scan_bwd_config(benchmark, config, monkeypatch):
+    chunk, block_d, warps, maxnreg = SCAN_BWD_CONFIGS[config]
+    for name, value in (("CHUNK", chunk), ("BLOCK_D", block_d), ("NUM_WARPS", warps), ("BWD_MAXNREG", maxnreg)):
+        monkeypatch.setattr(ops, name, value)
+    batch, dim, T, n = (8 * 201, 2048, 16, 16) if CUDA else (3, 16, 16, 4)
+    x = scan_inputs(batch, dim, T, n)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    inputs = [leaf(x[k]) for k in names]
+    dout = torch.randn_like(x["u"])
+    run_fused = fwd_bwd(lambda *t: selective_scan(*t, delta_softplus=True, backend="triton"), inputs, [dout])
+    run_ref = fwd_bwd(lambda *t: selective_scan_ref(*t, delta_softplus=True)[0], inputs, [dout])
+    check_close(run_fused(), run_ref(), f"selective_scan fwd+bwd config {config}")
+    label = f"selective_scan fwd+bwd {config} (K={chunk} channels={block_d} warps={warps} maxnreg={maxnreg or '-'})"
+    if not CUDA:
+        benchmark.pedantic(synced(run_fused), rounds=1, iterations=1)
+        report(benchmark, f"{label} (cpu, Triton interpreter)", cpu_median(benchmark), None)
+        return
+    plain = [x[k] for k in names]
+    with torch.no_grad():
+        t_fwd = cuda_time(lambda: selective_scan(*plain, delta_softplus=True))
+    t = cuda_time(run_fused)
+    benchmark.pedantic(synced(run_fused), rounds=5, iterations=1, warmup_rounds=1)
+    report(benchmark, label, t, None)
+    benchmark.extra_info.update(forward_ms=t_fwd * 1e3, backward_ms=(t - t_fwd) * 1e3)
