@@ -118,6 +118,19 @@ def test_resets_equal_separate_calls():
     torch.testing.assert_close(last, torch.cat([last0, last1]), **tol(torch.float32, "fwd"))
 
 
+
+def test_resets_gradients_triton_vs_oracle():
+    # resets at t = 0 (drops the initial state), inside the first chunk, and on both sides of a chunk border (T = 19
+    # spans two 16-step chunks); the oracle runs the same resets in float32 autograd
+    resets = torch.zeros(2, 19, dtype=torch.bool)
+    resets[0, 5] = resets[0, 15] = resets[0, 16] = True
+    resets[1, 0] = True
+    x = cast(make_inputs(batch=2, T=19), torch.float32)
+    outs, grads = forward_backward(scan_fn("triton", resets=resets), leaves(x))
+    ref_outs, ref_grads = forward_backward(scan_fn("oracle", resets=resets), leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
+
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_varlen_equals_separate_calls_with_gradients(backend):
     bounds = [0, 4, 4, 21, 26]  # includes an empty sequence and one longer than a chunk

@@ -12,7 +12,8 @@ second forward scan over time-reversed loads (``tl.flip`` brings it back to time
 ``associative_scan(reverse=True)`` has had bugs, so it is not used). Triton's default layout for that tile keeps
 time inside each thread (N on 16 lanes, channels on 2 lanes and the warps), so both scans and the flip stay in
 registers (sm_90 PTX: 216 shuffles per chunk and thread, against 600 with time across lanes); the forward saves the
-ungated readout y when z is given, so dz needs no second sum over N. dA, dB, dC, dD and
+ungated readout y when z is given, so dz needs no second sum over N. All of a chunk's loads come first, before
+the first layout conversion's barrier (no load can move across one), so their latencies overlap. dA, dB, dC, dD and
 d(delta_bias) are reduced with relaxed fp32 atomics (not bitwise deterministic run to run).
 
 Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]`` (the forward takes them time-major,
@@ -184,6 +185,30 @@ def selective_scan_bwd_kernel(
                 m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
                 u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                 dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                # every load of the chunk before the first layout conversion's barrier, so that their latencies
+                # overlap instead of adding up: time in order (t), reversed (tr), and the step after each reversed
+                # one (tn), whose decay couples g_t to g_{t+1} (1 past the end: dlast flows to the last step)
+                dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                tr = bos + c * K + (K - 1 - offs_k)
+                mask_tr = tr < eos
+                m2r = mask_tr[:, None] & mask_d[None, :]
+                gy_r = tl.load(dout_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                tn = tr + 1
+                mask_tn = tn < eos
+                m2n = mask_tn[:, None] & mask_d[None, :]
+                dtn = tl.load(delta_ptr + x_base + tn[:, None], mask=m2n, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    zr = tl.load(z_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                    if HAS_Y:
+                        y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                if HAS_RESETS:
+                    rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
+                    rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
+                # B and C last: Triton converts their layout (a barrier) right after loading them
+                Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)  # [K, N]
+                Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
+                Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
                 if HAS_BIAS:
                     dt_raw += bias[None, :]
                 if SOFTPLUS:
@@ -191,11 +216,8 @@ def selective_scan_bwd_kernel(
                 else:
                     dt = dt_raw
                 dt = tl.where(m2, dt, 0.0)
-                Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)  # [K, N]
-                Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
                 decay = tl.exp(dt[:, :, None] * A[None, :, :])  # [K, BLOCK_D, N]
                 if HAS_RESETS:
-                    rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
                     decay = tl.where(rs[:, None, None] != 0, 0.0, decay)
                 if HAS_H0:
                     decay0 = tl.sum(tl.where(k3 == 0, decay, 0.0), axis=0)  # [BLOCK_D, N], resets included
@@ -203,13 +225,9 @@ def selective_scan_bwd_kernel(
                 drive = dtu[:, :, None] * Bt[:, None, :]
                 drive_in = tl.where(k3 == 0, drive + decay * h_in[None, :, :], drive)
                 _, hs = tl.associative_scan((decay, drive_in), 0, _first_order)  # h_t
-                dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                 if HAS_Z:
-                    zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                     sz = tl.sigmoid(zz)
-                    if HAS_Y:
-                        y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    else:
+                    if not HAS_Y:
                         y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
                         if HAS_D:
                             y += Dv[None, :] * u
@@ -221,27 +239,15 @@ def selective_scan_bwd_kernel(
                 dC_part = tl.sum(gy[:, :, None] * hs, axis=1)  # [K, N]: dC_t = sum_d gy_t h_t
                 tl.atomic_add(dC_ptr + bc_base + t[:, None], dC_part, mask=mask_t[:, None], sem="relaxed")
                 hm = hs - drive  # decay_t * h_{t-1}
-                # ---- adjoint recurrence over time-reversed loads: t = t0 + K - 1 - k
-                tr = bos + c * K + (K - 1 - offs_k)
-                mask_tr = tr < eos
-                m2r = mask_tr[:, None] & mask_d[None, :]
-                gy_r = tl.load(dout_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                # ---- adjoint recurrence over the time-reversed tiles: t = t0 + K - 1 - k
                 if HAS_Z:
-                    zr = tl.load(z_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
                     gy_r = gy_r * zr * tl.sigmoid(zr)
-                Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
-                # decay of the *next* step couples g_t to g_{t+1}; 1 past the end so dlast flows to the last step
-                tn = tr + 1
-                mask_tn = tn < eos
-                m2n = mask_tn[:, None] & mask_d[None, :]
-                dtn = tl.load(delta_ptr + x_base + tn[:, None], mask=m2n, other=0.0).to(tl.float32)
                 if HAS_BIAS:
                     dtn += bias[None, :]
                 if SOFTPLUS:
                     dtn = _softplus(dtn)
                 decay_n = tl.where(mask_tn[:, None, None], tl.exp(dtn[:, :, None] * A[None, :, :]), 1.0)
                 if HAS_RESETS:
-                    rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
                     decay_n = tl.where(rn[:, None, None] != 0, 0.0, decay_n)
                 gh = gy_r[:, :, None] * Cr[:, None, :]
                 gh = tl.where(k3 == 0, gh + decay_n * g_carry[None, :, :], gh)
