@@ -27,8 +27,10 @@ NUM_WARPS = 8
 FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
 MAX_ROWS = 16  # backward: sequences per program (dA, dD, d delta_bias summed in registers across them)
-BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 237 at the defaults on sm_90)
 PROGRAMS_PER_ROW_GROUP = 8192  # ... once there are this many (sequence, channel block) pairs per row of the grid
+BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 233 at the defaults on sm_90)
+STEP_BLOCK_D = 64  # streaming step: [64, N] state tile per program, 8 fp32 per thread with 4 warps
+STEP_NUM_WARPS = 4
 
 
 def _chunk_len(max_len: int) -> int:
@@ -276,12 +278,9 @@ def selective_state_update_op(
         dim, groups,
         N=n_state, BLOCK_D=bd,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
-        num_warps=4,
+        num_warps=STEP_NUM_WARPS,
     )
     return out
-
-
-STEP_BLOCK_D = 64  # [64, N] state tile per program: 8 fp32 per thread with 4 warps
 
 
 def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
