@@ -18,6 +18,7 @@ from coldstream.io import (
     UnsupportedCodecError,
     VideoError,
     VideoNotFoundError,
+    open_stream,
     open_video,
 )
 from coldstream.io.dataset import ClipDataset, scan_videos
@@ -65,6 +66,9 @@ def bad_files(tmp_path_factory, make_video):
         s = c.add_stream("libx264", rate=30)
         s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
         c.start_encoding()
+    # A codec FFmpeg has no decoder for: an MJPEG AVI whose FourCC (stream header and bitmap header) reads ZZZZ.
+    out["unknown_codec"] = d / "unknown_codec.avi"
+    out["unknown_codec"].write_bytes(make_video("mjpeg", "mjpeg").read_bytes().replace(b"MJPG", b"ZZZZ"))
     return out
 
 
@@ -114,6 +118,15 @@ def test_zero_video_frames(bad_files, name):
             open_video(bad_files[name], backend="opencv")
 
 
+@pytest.mark.parametrize("backend", backend_params("pyav", "dali"))
+def test_codec_ffmpeg_cannot_decode(bad_files, backend):
+    with pytest.raises(UnsupportedCodecError, match=r"unknown_codec\.avi: FFmpeg has no decoder for its video"):
+        open_video(bad_files["unknown_codec"], backend=backend)
+    if backend == "pyav":
+        with pytest.raises(UnsupportedCodecError, match=r"unknown_codec\.avi: FFmpeg has no decoder"):
+            open_stream(bad_files["unknown_codec"])
+
+
 def test_unsupported_codec_on_dali_cpu(h264):
     pytest.importorskip("nvidia.dali")
     with pytest.raises(UnsupportedCodecError, match=rf"{h264.name}: the dali-cpu backend cannot decode h264"):
@@ -131,16 +144,17 @@ def test_index_out_of_range(h264, backend):
 
 def test_dataset_pass_skips_and_counts(bad_files, h264, vp9, caplog):
     files = [h264, bad_files["text"], bad_files["trunc_webm"], vp9, bad_files["audio_only"], h264.parent / "gone.mp4"]
+    files.append(bad_files["unknown_codec"])
     ds = ClipDataset(files, num_frames=4, target_fps=10)
     with caplog.at_level(logging.WARNING, logger="coldstream.io"):
         got = list(ds)
     assert [p for p, _ in got] == [str(h264), str(vp9)]
     assert all(c.data.shape == (4, 64, 64, 3) for _, c in got)
-    assert ds.report.seen == 6 and ds.report.skipped == 4
-    assert [p for p, _ in ds.report.problems] == [str(files[i]) for i in (1, 2, 4, 5)]
+    assert ds.report.seen == 7 and ds.report.skipped == 5
+    assert [p for p, _ in ds.report.problems] == [str(files[i]) for i in (1, 2, 4, 5, 6)]
     assert "gone.mp4" in caplog.text and "notes.mp4" in caplog.text
     good, report = scan_videos(files)
-    assert good == [str(h264), str(vp9)] and report.skipped == 4
+    assert good == [str(h264), str(vp9)] and report.skipped == 5
 
 
 def test_dataset_sharding_and_offsets(make_video):

@@ -109,6 +109,15 @@ def _open_failure(path: str, detail: str) -> VideoError:
     return NotAVideoError(path, f"not a video file (no decoder recognises its format): {detail}")
 
 
+def _codec_name(stream) -> str:
+    # PyAV gives a stream no codec context when FFmpeg has no decoder for its codec.
+    return stream.codec_context.name if stream.codec_context is not None else "unknown codec"
+
+
+def _no_decoder(path: str) -> UnsupportedCodecError:
+    return UnsupportedCodecError(path, "FFmpeg has no decoder for its video codec (unknown or unsupported codec)")
+
+
 def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
     # FFmpeg's display rotation is counter-clockwise, as np.rot90 with positive k (checked against OpenCV's autorotate).
     k = (rotation // 90) % 4
@@ -185,10 +194,13 @@ class PyAVSource(FrameSource):
             raise _open_failure(self.path, str(e)) from e
         streams = self._container.streams
         if not streams.video:
-            kinds = ", ".join(f"{s.type} ({s.codec_context.name})" for s in streams) or "none"
+            kinds = ", ".join(f"{s.type} ({_codec_name(s)})" for s in streams) or "none"
             self.close()
             raise NoVideoFramesError(self.path, f"no video stream (streams found: {kinds})")
         self._stream = streams.video[0]
+        if self._stream.codec_context is None:
+            self.close()
+            raise _no_decoder(self.path)
         self._stream.thread_type = "AUTO" if self._frame_threads else "SLICE"
         self._stream.thread_count = self._threads
         self._has_audio = bool(streams.audio)
@@ -769,6 +781,9 @@ class LiveSource(FrameSource):
         if not self._container.streams.video:
             raise NoVideoFramesError(self.path, "no video stream in the live source")
         self._stream = self._container.streams.video[0]
+        if self._stream.codec_context is None:
+            self.close()
+            raise _no_decoder(self.path)
         self._stream.thread_type = "SLICE"
         rate = self._stream.average_rate or self._stream.guessed_rate
         ctx = self._stream.codec_context
