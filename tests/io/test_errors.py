@@ -1,5 +1,6 @@
 """Bad input: each a clear error naming the file and the problem; a dataset pass skips and counts bad files."""
 
+import errno
 import logging
 import subprocess
 import sys
@@ -131,6 +132,26 @@ def test_unsupported_codec_on_dali_cpu(h264):
     pytest.importorskip("nvidia.dali")
     with pytest.raises(UnsupportedCodecError, match=rf"{h264.name}: the dali-cpu backend cannot decode h264"):
         open_video(h264, backend="dali", device="cpu")
+
+
+def test_decoder_error_names_the_frame(h264):
+    """A decoder that fails after frame 0 names frame 1 (it said frame 0)."""
+
+    class FailsAfterFirstFrame:
+        def __init__(self, container):
+            self._container = container
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def decode(self, *args):
+            yield next(self._container.decode(*args))
+            raise av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input")
+
+    with open_video(h264, backend="pyav") as src:
+        src._container = FailsAfterFirstFrame(src._container)
+        with pytest.raises(CorruptVideoError, match=r"h264\.mp4: corrupt data: cannot decode frame 1 \("):
+            list(src.stream())
 
 
 @pytest.mark.parametrize("backend", CPU)

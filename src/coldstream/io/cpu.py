@@ -510,7 +510,9 @@ class PyAVSource(FrameSource):
                     return
                 yield idx, frame
         except av.error.FFmpegError as e:
-            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {(last or -1) + 1} ({e})") from e
+            # Nothing identified yet after a seek: the keyframe sought to is the frame that failed.
+            failed = key if last is None else last + 1
+            raise CorruptVideoError(self.path, f"corrupt data: cannot decode frame {failed} ({e})") from e
 
     def _to_rgb(self, frame) -> torch.Tensor:
         rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
