@@ -169,3 +169,18 @@ def test_long_gop_bframes_seeks(make_video, suffix):
         rng = random.Random(5)
         idx = [rng.randrange(300) for _ in range(40)] + [k - 1 for k in keys[1:]] + keys + [299]
         assert read_frame_indices(src.get_frames(idx).data) == idx
+
+
+def test_mpegts_stream_from_the_last_keyframe_interval(make_video):
+    """MPEG-TS seeks land a keyframe late; from inside the last interval that is past the end, and a valid file raised
+    "the stream ends after frame 58"."""
+    path = make_video("ts", "h264", suffix=".ts")
+    with open_video(path, backend="pyav") as src:
+        keys = src.keyframe_indices
+        assert len(src) == N_FRAMES and keys[-1] == 50
+        for start in [keys[-2] + 3, *range(keys[-1], N_FRAMES)]:
+            chunks = list(src.stream(start=start, chunk_size=4))
+            assert [i for c in chunks for i in c.indices.tolist()] == list(range(start, N_FRAMES))
+            assert [i for c in chunks for i in read_frame_indices(c.data)] == list(range(start, N_FRAMES))
+        got = [i for c in src.stream(start=keys[-1] + 1, chunk_size=4, target_fps=10) for i in c.indices.tolist()]
+        assert got == list(range(keys[-1] + 1, N_FRAMES, 3))

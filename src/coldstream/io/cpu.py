@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -564,15 +564,27 @@ class PyAVSource(FrameSource):
     def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
         if start >= len(self._pts):
             return
+        sp = self._seek_point(start)
+        while sp > 0:
+            if (yield from self._decode_sequential_from(start, step, sp)):
+                return
+            # The seek did not reach `start` cleanly: retry from the keyframe before (as _decode does).
+            sp = self._seek_point(start, before=sp)
+        yield from self._decode_sequential_from_zero(start, step)
+
+    def _decode_sequential_from(
+        self, start: int, step: int, sp: int
+    ) -> Generator[tuple[int, float, torch.Tensor], None, bool]:
+        """Frames from ``start`` on, decoded from seek point ``sp``; returns False, having yielded nothing, when the
+        seek landed past ``start`` (frames after it came first, or none at all: MPEG-TS seeks can land a keyframe
+        late, which from inside the last keyframe interval is past the end)."""
         expected = start
-        for idx, frame in self._decoded_frames(start):
+        for idx, frame in self._decoded_frames(start, sp):
             if idx < start:
                 continue
             if idx != expected:
                 if expected == start:
-                    # The seek did not reach `start` cleanly: decode it from the start of the file instead.
-                    yield from self._decode_sequential_from_zero(start, step)
-                    return
+                    return False
                 raise (
                     self._missing(expected)
                     if idx > expected
@@ -583,10 +595,13 @@ class PyAVSource(FrameSource):
             expected += 1
             if (idx - start) % step == 0:
                 yield idx, self.timestamp(idx), self._to_rgb(frame)
+        if expected == start:
+            return False
         if expected < len(self._pts):
             raise CorruptVideoError(
                 self.path, f"the stream ends after frame {expected - 1} but the index has {len(self._pts)} frames"
             )
+        return True
 
     def _decode_sequential_from_zero(self, start: int, step: int) -> Iterator[tuple[int, float, torch.Tensor]]:
         expected = 0
