@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coldstream.io import open_video
+from coldstream.io import CorruptVideoError, open_video
 from coldstream.io.preprocess import preprocess_frames
 from coldstream.io.synthetic import index_pattern, read_frame_indices
 
@@ -184,3 +184,17 @@ def test_mpegts_stream_from_the_last_keyframe_interval(make_video):
             assert [i for c in chunks for i in read_frame_indices(c.data)] == list(range(start, N_FRAMES))
         got = [i for c in src.stream(start=keys[-1] + 1, chunk_size=4, target_fps=10) for i in c.indices.tolist()]
         assert got == list(range(keys[-1] + 1, N_FRAMES, 3))
+
+
+def test_timestamps_not_starting_at_zero(make_video, tmp_path):
+    """A Matroska file whose timestamps start at 2 s: FFmpeg's duration (2.99 s) counts from 0, the frames span 0.99 s;
+    that is not a truncated file. A file really cut short still is."""
+    pts = [2000 + 33 * i for i in range(30)]
+    path = make_video("offset_mkv", "h264", num_frames=30, suffix=".mkv", pts_ms=pts)
+    with open_video(path, backend="pyav") as src:
+        assert len(src) == 30 and src.info.duration == pytest.approx(0.99, abs=0.01)
+        assert read_frame_indices(src.get_frames([29, 0, 14]).data) == [29, 0, 14]
+    cut = tmp_path / "offset_cut.mkv"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    with pytest.raises(CorruptVideoError, match=r"offset_cut\.mkv: truncated"):
+        open_video(cut, backend="pyav")

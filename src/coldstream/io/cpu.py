@@ -380,7 +380,10 @@ class PyAVSource(FrameSource):
             )
         if not is_avi and len(self._container.streams) == 1 and self._container.duration:
             declared_s = self._container.duration / 1_000_000
-            if declared_s - self._duration > max(2 * self._frame_dur, 0.1 * declared_s):
+            # Containers differ on whether that duration counts from 0 (Matroska) or from the first timestamp (MP4):
+            # the data is short only when it ends early either way.
+            short = max(2 * self._frame_dur, 0.1 * declared_s)
+            if declared_s - self._duration > short and declared_s - end > short:
                 raise CorruptVideoError(
                     self.path,
                     f"truncated: the container declares {declared_s:.3f} s of video but the data ends after "
