@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coldstream.io import CorruptVideoError, open_video
+from coldstream.io import CorruptVideoError, open_stream, open_video
 from coldstream.io.preprocess import preprocess_frames
 from coldstream.io.synthetic import index_pattern, read_frame_indices
 
@@ -198,3 +198,28 @@ def test_timestamps_not_starting_at_zero(make_video, tmp_path):
     cut.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
     with pytest.raises(CorruptVideoError, match=r"offset_cut\.mkv: truncated"):
         open_video(cut, backend="pyav")
+
+
+@pytest.mark.parametrize("name", ["ts", "offset_mkv"])
+def test_timestamps_count_from_the_first_frame(make_video, name):
+    """Timestamps are seconds from the stream's start on every backend: MPEG-TS starts its clock at 1/15 s here, the
+    Matroska file at 2 s; PyAV returned those raw times where OpenCV counted from 0."""
+    if name == "ts":
+        path, n = make_video("ts", "h264", suffix=".ts"), N_FRAMES
+    else:
+        path, n = (
+            make_video("offset_mkv", "h264", num_frames=30, suffix=".mkv", pts_ms=[2000 + 33 * i for i in range(30)]),
+            30,
+        )
+    idx = [0, 1, 17, n - 1]
+    with open_video(path, backend="pyav") as src:
+        stamps = src.get_frames(idx).timestamps.numpy()
+        streamed = torch.cat([c.timestamps for c in src.stream(chunk_size=16)]).numpy()
+    assert stamps[0] == 0.0 and streamed[0] == 0.0
+    np.testing.assert_allclose(streamed[idx], stamps, atol=1e-9)
+    np.testing.assert_allclose(stamps, np.array(idx) * (1 / 30 if name == "ts" else 0.033), atol=1e-6)
+    with open_stream(str(path)) as live:
+        np.testing.assert_allclose(torch.cat([c.timestamps for c in live.stream(chunk_size=16)]).numpy(), streamed)
+    if HAVE_CV2:
+        with open_video(path, backend="opencv") as src:
+            np.testing.assert_allclose(src.get_frames(idx).timestamps.numpy(), stamps, atol=1e-6)

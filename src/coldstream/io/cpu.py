@@ -463,8 +463,9 @@ class PyAVSource(FrameSource):
         return list(self._key_indices)
 
     def timestamp(self, index: int) -> float:
-        """Presentation time of frame ``index`` in seconds."""
-        return float(self._pts[index] * self._time_base)
+        """Presentation time of frame ``index`` in seconds from the first frame's (as OpenCV counts: MPEG-TS clocks
+        and Matroska/MP4 files cut from longer recordings start above 0)."""
+        return float((self._pts[index] - self._pts[0]) * self._time_base)
 
     # ---- decoding -------------------------------------------------------------------------------------------------
     def _seek_point(self, index: int, before: int | None = None) -> int:
@@ -776,7 +777,8 @@ class LiveSource(FrameSource):
     device, a pipe or any readable file object, or a file too long to index.
 
     Only :meth:`stream` works (no seeking, no frame count: ``info.num_frames`` is 0). Index ``i`` is the ``i``-th
-    decoded frame; its timestamp is the frame's presentation time. Memory is bounded by ``chunk_size`` frames.
+    decoded frame; its timestamp is the frame's presentation time from the first frame's. Memory is bounded by
+    ``chunk_size`` frames.
 
     Args:
         source: anything ``av.open`` accepts.
@@ -792,6 +794,7 @@ class LiveSource(FrameSource):
         av = self._av = _import_av()
         self._reformatter = __import__("av.video.reformatter", fromlist=["VideoReformatter"]).VideoReformatter()
         self._next = 0
+        self._t0: float | None = None
         try:
             self._container = av.open(source, mode="r", format=format, options=options or {}, metadata_errors="ignore")
         except av.error.FFmpegError as e:
@@ -840,11 +843,13 @@ class LiveSource(FrameSource):
             for frame in self._frames:
                 i = self._next
                 self._next += 1
+                t = float(frame.time) if frame.time is not None else (i / self._info.fps if self._info.fps else 0.0)
+                if self._t0 is None:
+                    self._t0 = t  # timestamps count from the first frame's, as on the file backends
                 if i < start or (i - start) % step:
                     continue
-                t = float(frame.time) if frame.time is not None else (i / self._info.fps if self._info.fps else 0.0)
                 rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-                yield i, t, torch.from_numpy(_rotate(rgb, int(getattr(frame, "rotation", 0) or 0) % 360))
+                yield i, t - self._t0, torch.from_numpy(_rotate(rgb, int(getattr(frame, "rotation", 0) or 0) % 360))
         except av.error.FFmpegError as e:
             raise CorruptVideoError(self.path, f"live decoding failed after frame {self._next - 1} ({e})") from e
 
