@@ -223,3 +223,14 @@ def test_timestamps_count_from_the_first_frame(make_video, name):
     if HAVE_CV2:
         with open_video(path, backend="opencv") as src:
             np.testing.assert_allclose(src.get_frames(idx).timestamps.numpy(), stamps, atol=1e-6)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_opencv_reports_rotation(make_video, rotation):
+    """OpenCV rotates the frames itself; its info says by how much, as PyAV's does (DALI's OpenCV probe relies on it)."""
+    pytest.importorskip("cv2")
+    path = make_video(f"rot{rotation}_vp9", "vp9", num_frames=12, height=48, width=80, rotation=rotation, suffix=".mkv")
+    with open_video(path, backend="opencv") as cv, open_video(path, backend="pyav") as ref:
+        assert cv.info.rotation == ref.info.rotation == rotation
+        assert (cv.info.height, cv.info.width) == (ref.info.height, ref.info.width)
+        assert torch.equal(cv.get_frames([3, 7]).data, ref.get_frames([3, 7]).data)

@@ -193,3 +193,17 @@ def test_dali_cpu_rotation_and_vfr(make_video):
         f = d.get_frames([19, 0, 5, 12, 7])
     assert read_frame_indices(f.data) == [19, 0, 5, 12, 7]
     np.testing.assert_allclose(f.timestamps.numpy(), np.array(pts)[[19, 0, 5, 12, 7]] / 1000)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_dali_rotation_with_opencv_probe(make_video, rotation):
+    """Indexed by OpenCV (no PyAV), DALI still applies the display rotation (it returned unrotated frames)."""
+    pytest.importorskip("cv2")
+    from coldstream.io.dali import DALISource
+
+    path = make_video(f"rot{rotation}_vp9", "vp9", num_frames=12, height=48, width=80, rotation=rotation, suffix=".mkv")
+    with DALISource(path, probe="opencv") as d, open_video(path, backend="dali") as ref:
+        assert d.info.rotation == ref.info.rotation == rotation
+        a, b = d.get_frames([3, 7]), ref.get_frames([3, 7])
+    assert a.data.shape == b.data.shape and torch.equal(a.data, b.data)
+    assert read_frame_indices(torch.rot90(a.data, -rotation // 90, dims=(1, 2))) == [3, 7]

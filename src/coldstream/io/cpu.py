@@ -651,7 +651,8 @@ class OpenCVSource(FrameSource):
     outputs, as on the PyAV backend). The frame count is the container's figure (an estimate from duration x fps for
     WebM/MKV; AVI headers also count empty drop-frame slots, MP4 counts frames an edit list hides) and is corrected
     if decoding ends early; ``exact_count=True`` counts the pictures at open instead (one decoding pass, no RGB
-    conversion), so that clips are centred as on the PyAV backend. Rotation metadata is applied by OpenCV itself.
+    conversion), so that clips are centred as on the PyAV backend. Rotation metadata is applied by OpenCV itself
+    (``info.rotation`` says by how much, as on PyAV).
     """
 
     backend_name = "opencv"
@@ -680,6 +681,8 @@ class OpenCVSource(FrameSource):
             n = self._pos
             self._rewind()
         h, w = first[1].shape[:2]
+        # OpenCV applies the display rotation itself and reports it clockwise (270 for PyAV's 90 counter-clockwise).
+        rotation = -int(self._cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
         self._info = VideoInfo(
             path=self.path,
             backend=self.backend_name,
@@ -688,6 +691,7 @@ class OpenCVSource(FrameSource):
             fps=fps,
             width=w,
             height=h,
+            rotation=rotation,
             duration=n / fps if fps > 0 else 0.0,
         )
 
