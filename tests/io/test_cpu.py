@@ -227,7 +227,7 @@ def test_timestamps_count_from_the_first_frame(make_video, name):
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_opencv_reports_rotation(make_video, rotation):
-    """OpenCV rotates the frames itself; its info says by how much, as PyAV's does (DALI's OpenCV probe relies on it)."""
+    """OpenCV rotates the frames itself; its info says by how much, as PyAV's does (DALI's OpenCV probe uses it)."""
     pytest.importorskip("cv2")
     path = make_video(f"rot{rotation}_vp9", "vp9", num_frames=12, height=48, width=80, rotation=rotation, suffix=".mkv")
     with open_video(path, backend="opencv") as cv, open_video(path, backend="pyav") as ref:
