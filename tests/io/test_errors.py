@@ -218,3 +218,21 @@ def test_imports_without_optional_decoders():
 
     r = subprocess.run([sys.executable, "-c", code, __file__], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize("name", ["trunc_webm", "trunc_avi"])
+def test_truncated_opencv_streams(bad_files, name):
+    """OpenCV opened these and streamed the first 26 of 60 frames as if that were the video."""
+    pytest.importorskip("cv2")
+    with pytest.raises(CorruptVideoError, match=rf"{bad_files[name].name}: truncated: the file is \d+ bytes but its"):
+        open_video(bad_files[name], backend="opencv")
+
+
+def test_opencv_count_correction_is_logged(make_video, caplog):
+    """OpenCV's frame count is the container's figure; when decoding ends before it, the correction is logged."""
+    pytest.importorskip("cv2")
+    path = make_video("offset_mkv", "h264", num_frames=30, suffix=".mkv", pts_ms=[2000 + 33 * i for i in range(30)])
+    with caplog.at_level(logging.WARNING, logger="coldstream.io"), open_video(path, backend="opencv") as src:
+        declared = len(src)
+        assert sum(len(c) for c in src.stream(chunk_size=8)) == len(src) == 30 < declared
+    assert f"offset_mkv.mkv: the container declares {declared} frames, 30 decode" in caplog.text

@@ -68,11 +68,13 @@ def looks_like_video_container(path: str) -> bool:
 
 
 def declared_file_size(path: str) -> int | None:
-    """The byte length a RIFF (AVI) or ISO BMFF (MP4/MOV) file's own headers declare, or None when unknown.
+    """The byte length a RIFF (AVI), ISO BMFF (MP4/MOV) or Matroska (MKV/WebM) file's own headers declare, or None
+    when unknown.
 
     A file shorter than that lost its end (an interrupted copy or download): that is data really missing, unlike a
     header that merely over-counts frames. RIFF: the first chunk's size (OpenDML files continue in more RIFF chunks
-    after it, so only a shorter file counts). ISO BMFF: the end of the last top-level box.
+    after it, so only a shorter file counts). ISO BMFF: the end of the last top-level box. Matroska: the end of the
+    Segment (a live recording's Segment has unknown size: no claim).
     """
     try:
         size = os.path.getsize(path)
@@ -80,6 +82,9 @@ def declared_file_size(path: str) -> int | None:
             head = f.read(12)
             if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
                 return int.from_bytes(head[4:8], "little") + 8
+            if head[:4] == b"\x1a\x45\xdf\xa3":
+                f.seek(0)
+                return _matroska_segment_end(f.read(256))
             if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
                 return None
             pos = 0
@@ -99,6 +104,36 @@ def declared_file_size(path: str) -> int | None:
             return pos
     except OSError:
         return None
+
+
+def _ebml_size(buf: bytes, pos: int) -> tuple[int | None, int]:
+    """An EBML element size at ``pos``: (value, or None when "unknown"; bytes it takes)."""
+    length = 9 - buf[pos].bit_length()  # the leading zero bits of the first byte say how many bytes follow
+    if length > 8 or pos + length > len(buf):
+        raise ValueError(f"no EBML size at byte {pos}")
+    value = int.from_bytes(buf[pos : pos + length], "big") & ((1 << (7 * length)) - 1)
+    return (None if value == (1 << (7 * length)) - 1 else value), length
+
+
+def _matroska_segment_end(buf: bytes) -> int | None:
+    """Where the Segment after the EBML header at the start of ``buf`` ends, or None when unknown."""
+    try:
+        size, n = _ebml_size(buf, 4)
+        pos = 4 + n + (size or 0)
+        if size is None or buf[pos : pos + 4] != b"\x18\x53\x80\x67":  # the Segment element
+            return None
+        size, n = _ebml_size(buf, pos + 4)
+    except (IndexError, ValueError):
+        return None
+    return None if size is None else pos + 4 + n + size
+
+
+def _missing_bytes(path: str) -> str | None:
+    """How much of the file is missing when it is shorter than its own headers say, else None."""
+    want, have = declared_file_size(path), os.path.getsize(path)
+    if want is None or have + 8 >= want:
+        return None
+    return f"the file is {have} bytes but its headers declare {want} ({100 * (want - have) / want:.0f}% missing)"
 
 
 def _open_failure(path: str, detail: str) -> VideoError:
@@ -234,12 +269,10 @@ class PyAVSource(FrameSource):
         declared, present = self._stream.frames or 0, len(self._packets) + self._discarded
         if declared <= present:
             return
-        want, have = declared_file_size(self.path), os.path.getsize(self.path)
-        if want is not None and have + 8 < want:
+        missing = _missing_bytes(self.path)
+        if missing:
             raise CorruptVideoError(
-                self.path,
-                f"truncated: the file is {have} bytes but its headers declare {want} ({100 * (want - have) / want:.0f}%"
-                f" missing); {present} of {declared} declared video frames are present",
+                self.path, f"truncated: {missing}; {present} of {declared} declared video frames are present"
             )
 
     def _packet_index_problem(self) -> str | None:
@@ -664,6 +697,10 @@ class OpenCVSource(FrameSource):
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             raise _open_failure(self.path, "OpenCV could not open it (broken container, or no decodable video stream)")
+        missing = _missing_bytes(self.path)
+        if missing:  # OpenCV would decode what is there and stop early as if that were the whole video
+            self.close()
+            raise CorruptVideoError(self.path, f"truncated: {missing}")
         fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC))
         codec = fourcc.to_bytes(4, "little").decode("ascii", "replace").strip("\x00").lower() if fourcc else "unknown"
         n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -735,6 +772,8 @@ class OpenCVSource(FrameSource):
             if not ok:
                 if i < self._info.num_frames:
                     # The container over-counted: keep what decodes (OpenCV's count is an estimate for some formats).
+                    n = self._info.num_frames
+                    _say_once(self.path, "cv-count", f"{self.path}: the container declares {n} frames, {i} decode")
                     self._info = VideoInfo(**{**self._info.__dict__, "num_frames": i})
                 return
             yield i, item[0], item[1]
