@@ -29,6 +29,9 @@ def check_varlen(
         raise ValueError("pass either resets or cu_seqlens, not both")
     if resets is not None:
         expect("resets", resets, (batch, T), "[B, T]")
+        if resets.dtype != torch.bool:  # ~ on an integer mask is not a logical not: the reference would be wrong
+            raise ValueError(f"resets must be a bool mask [B, T] (True where a sequence starts), got {resets.dtype}; "
+                             "pass resets.bool() or resets != 0")
     if cu_seqlens is None:
         return batch
     if batch != 1:
@@ -37,7 +40,31 @@ def check_varlen(
         raise ValueError(f"cu_seqlens must have shape [S + 1] with S >= 1, got {list(cu_seqlens.shape)}")
     if cu_seqlens.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
+    check_cu_seqlens(cu_seqlens, T)
     return cu_seqlens.numel() - 1
+
+
+def check_cu_seqlens(cu_seqlens: torch.Tensor, T: int, max_seqlen: int | None = None, *,
+                     may_sync: bool = False) -> int | None:
+    """Check what ``cu_seqlens`` holds (0 first, T last, non-decreasing, no sequence longer than ``max_seqlen``) and
+    return the longest sequence (``max_seqlen`` when given).
+
+    Read on the host only where that adds no device sync: ``cu_seqlens`` on the CPU, or ``may_sync`` (the caller
+    reads it anyway). A CUDA ``cu_seqlens`` is otherwise trusted, as flash-attention and fla trust theirs, and so is
+    anything under ``torch.compile``; then the return value is ``max_seqlen`` as given (possibly None).
+    """
+    if torch.compiler.is_compiling() or (cu_seqlens.device.type != "cpu" and not may_sync):
+        return max_seqlen
+    cu = cu_seqlens.tolist()
+    if cu[0] != 0 or cu[-1] != T:
+        raise ValueError(f"cu_seqlens must start at 0 and end at T = {T} (the packed length), got {cu[0]} ... {cu[-1]}")
+    lengths = [b - a for a, b in zip(cu, cu[1:], strict=False)]
+    if min(lengths) < 0:
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {cu}")
+    longest = max(lengths)
+    if max_seqlen is not None and longest > max_seqlen:
+        raise ValueError(f"max_seqlen = {max_seqlen} is shorter than the longest packed sequence ({longest})")
+    return longest if max_seqlen is None else max_seqlen
 
 
 def resets_from_cu_seqlens(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:

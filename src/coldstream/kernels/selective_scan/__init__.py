@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 
 from .._backend import resolve_backend
-from .._checks import check_varlen, expect, expect_float
+from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import selective_scan_ref, selective_state_update_ref
 from .ops import selective_scan_apply, selective_state_update_triton
 
@@ -74,6 +74,8 @@ def selective_scan(
     ``return_last_state``; the state is fp32.
     """
     _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens)
+    if cu_seqlens is not None:  # without max_seqlen the longest sequence is read on the host anyway
+        max_seqlen = check_cu_seqlens(cu_seqlens, u.shape[-1], max_seqlen, may_sync=max_seqlen is None)
     be = resolve_backend("selective_scan", backend, [u, delta, A, B, C, D, z, delta_bias, initial_state])
 
     out, last = selective_scan_apply(
