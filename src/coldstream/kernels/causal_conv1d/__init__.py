@@ -55,6 +55,10 @@ def causal_conv1d(
     expect("initial_state", initial_state, (n_seq, dim, width - 1), "[S, D, W - 1]")
     act = "silu" if activation in ("silu", "swish") else None
     be = resolve_backend("causal_conv1d", backend, [x, weight, bias, initial_state])
+    if T == 0:  # nothing to convolve: the state passes through
+        out = x.new_empty(batch, dim, 0)
+        final = x.new_zeros(n_seq, dim, width - 1) if initial_state is None else initial_state.clone()
+        return CausalConv1dOutput(out, final) if return_final_state else out
 
     out, final = causal_conv1d_apply(be, x, weight, bias, initial_state, act, resets, cu_seqlens)
     return CausalConv1dOutput(out, final) if return_final_state else out
@@ -89,6 +93,9 @@ def causal_conv1d_update(
     be = resolve_backend("causal_conv1d_update", backend, [x, conv_state, weight, bias])
     if be == "reference":
         return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
+    if conv_state.shape[2] == 0:
+        raise ValueError("causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
+                         "conv carries no state: use backend='reference')")
 
     return causal_conv1d_update_triton(x, conv_state, weight, bias, act)
 

@@ -34,14 +34,16 @@ def gated_linear_scan_ref(
     acc = acc_dtype(x.dtype)
     batch, T, dim = x.shape
     gate = a.to(acc).exp() if log_gates else a.to(acc)
-    h = torch.zeros(batch, dim, dtype=acc, device=x.device) if initial_state is None else initial_state.to(acc)
+    h = torch.zeros(batch, dim, dtype=acc, device=x.device)
+    if initial_state is not None:
+        h = initial_state.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the final state
     hs = []
     for t in range(T):
         if resets is not None:
             h = h * (~resets[:, t]).to(acc)[:, None]
         h = gate[:, t] * h + x[:, t].to(acc)
         hs.append(h)
-    out = torch.stack(hs, dim=1) if hs else x.to(acc)
+    out = torch.stack(hs, dim=1) if hs else x.to(acc, copy=True)
     return out.to(x.dtype), h
 
 
@@ -80,7 +82,9 @@ def gated_linear_scan_bwd_ref(
     for t in range(T):
         hs.append(h if keep is None else h * keep[:, t])  # h_{t-1}, zeroed by a reset before step t
         h = gate[:, t] * h + x[:, t].to(acc)
-    g = torch.zeros(batch, dim, dtype=acc, device=x.device) if dfinal is None else dfinal.to(acc)
+    g = torch.zeros(batch, dim, dtype=acc, device=x.device)
+    if dfinal is not None:
+        g = dfinal.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the initial state's grad
     dx = torch.zeros(batch, T, dim, dtype=acc, device=x.device)
     da = torch.zeros_like(dx)
     for t in range(T - 1, -1, -1):

@@ -74,7 +74,7 @@ def selective_scan_ref(
     Ct = Cx.transpose(-1, -2)  # [B, 1|D, T, N]
     h = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)
     if initial_state is not None:
-        h = initial_state.to(acc)
+        h = initial_state.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the last state
     ys = []
     for t in range(T):
         if resets is not None:
@@ -209,7 +209,9 @@ def selective_scan_bwd_ref(
         gy = dout32 * z32 * sz
     else:
         gy = dout32
-    g = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device) if dlast is None else dlast.to(acc)
+    g = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)
+    if dlast is not None:
+        g = dlast.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the initial state's grad
     gs = [None] * T
     for t in range(T - 1, -1, -1):
         if t < T - 1:
