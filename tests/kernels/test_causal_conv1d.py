@@ -47,13 +47,28 @@ def test_widths_and_short_sequences(width, T, activation):
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 
 
-def test_two_segments_equal_whole_and_steps_equal_one_call():
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_two_segments_equal_whole_with_gradients(backend):
+    cut = 2  # shorter than the window: the second segment reads the first one's state and the initial state
+
+    def whole(x, w, b, h0):
+        return causal_conv1d(x, w, b, h0, return_final_state=True, backend=backend)
+
+    def segments(x, w, b, h0):
+        first, mid = causal_conv1d(x[..., :cut], w, b, h0, return_final_state=True, backend=backend)
+        second, final = causal_conv1d(x[..., cut:], w, b, mid, return_final_state=True, backend=backend)
+        return torch.cat([first, second], -1), final
+
+    x = make_inputs(T=10)
+    outs, grads = forward_backward(segments, leaves(x))
+    ref_outs, ref_grads = forward_backward(whole, leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
+
+
+def test_steps_equal_one_call():
     x, w, b, h0 = make_inputs(T=10)
-    whole, final = causal_conv1d(x, w, b, h0, return_final_state=True, backend="triton")
-    first, mid = causal_conv1d(x[..., :2], w, b, h0, return_final_state=True, backend="triton")
-    second, final2 = causal_conv1d(x[..., 2:], w, b, mid, return_final_state=True, backend="triton")
-    torch.testing.assert_close(torch.cat([first, second], -1), whole, **tol(torch.float32))
-    torch.testing.assert_close(final2, final, **tol(torch.float32))
+    whole, final = causal_conv1d(x, w, b, h0, return_final_state=True, backend="reference")
     for backend in ("triton", "reference"):
         state = torch.cat([torch.zeros(2, 37, 1), h0], -1)  # a longer buffer (S = W) as mamba keeps it
         steps = [causal_conv1d_update(x[..., t], state, w, b, "silu", backend=backend) for t in range(10)]
@@ -65,17 +80,25 @@ def test_two_segments_equal_whole_and_steps_equal_one_call():
 
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
-def test_resets_equal_separate_calls(backend):
-    x, w, b, h0 = make_inputs(batch=2, T=8)
+def test_resets_equal_separate_calls_with_gradients(backend):
     resets = torch.zeros(2, 8, dtype=torch.bool)
     resets[0, 3] = True
     resets[1, 0] = True
-    out, final = causal_conv1d(x, w, b, h0, return_final_state=True, resets=resets, backend=backend)
-    r0a = causal_conv1d_ref(x[:1, :, :3], w, b, h0[:1])[0]
-    r0b, f0 = causal_conv1d_ref(x[:1, :, 3:], w, b)
-    r1, f1 = causal_conv1d_ref(x[1:], w, b)
-    torch.testing.assert_close(out, torch.cat([torch.cat([r0a, r0b], -1), r1]), **tol(torch.float32))
-    torch.testing.assert_close(final, torch.cat([f0, f1]), **tol(torch.float32))
+
+    def with_resets(x, w, b, h0):
+        return causal_conv1d(x, w, b, h0, return_final_state=True, resets=resets, backend=backend)
+
+    def separate(x, w, b, h0):
+        r0a = causal_conv1d_ref(x[:1, :, :3], w, b, h0[:1])[0]
+        r0b, f0 = causal_conv1d_ref(x[:1, :, 3:], w, b)
+        r1, f1 = causal_conv1d_ref(x[1:], w, b)
+        return torch.cat([torch.cat([r0a, r0b], -1), r1]), torch.cat([f0, f1])
+
+    x = make_inputs(batch=2, T=8)
+    outs, grads = forward_backward(with_resets, leaves(x))
+    ref_outs, ref_grads = forward_backward(separate, leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])

@@ -62,14 +62,21 @@ def test_short_and_chunk_boundary_lengths(T, dim, impl):
     assert_all_close(grads, ref_grads, torch.float32, "bwd")
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_two_segments_equal_whole(impl):
-    x, a, h0 = make_inputs(T=11)
-    whole = gated_linear_scan(x, a, h0, True, backend="triton", impl=impl)
-    first = gated_linear_scan(x[:, :4], a[:, :4], h0, True, backend="triton", impl=impl)
-    second = gated_linear_scan(x[:, 4:], a[:, 4:], first.final_state, True, backend="triton", impl=impl)
-    torch.testing.assert_close(torch.cat([first.output, second.output], 1), whole.output, **tol(torch.float32))
-    torch.testing.assert_close(second.final_state, whole.final_state, **tol(torch.float32))
+@pytest.mark.parametrize(("backend", "impl"), BACKEND_IMPLS)
+def test_two_segments_equal_whole_with_gradients(backend, impl):
+    def whole(x, a, h0):
+        return gated_linear_scan(x, a, h0, True, backend=backend, impl=impl)
+
+    def segments(x, a, h0):
+        first = gated_linear_scan(x[:, :4], a[:, :4], h0, True, backend=backend, impl=impl)
+        second = gated_linear_scan(x[:, 4:], a[:, 4:], first.final_state, True, backend=backend, impl=impl)
+        return torch.cat([first.output, second.output], 1), second.final_state
+
+    inputs = make_inputs(T=11)
+    outs, grads = forward_backward(segments, leaves(inputs))
+    ref_outs, ref_grads = forward_backward(whole, leaves(inputs))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", ["x", "a", "initial_state"])
 
 
 @pytest.mark.parametrize("log_gates", [False, True])

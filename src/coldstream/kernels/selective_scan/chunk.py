@@ -138,6 +138,7 @@ def selective_scan_bwd_kernel(
     offs_n = tl.arange(0, N)
     offs_k = tl.arange(0, K)
     k3 = offs_k[:, None, None]
+    all_n = (offs_n < N)[None, :]  # full-shape atomic masks: the interpreter applies a broadcast one to n = 0 only
     group = (pid_d * BLOCK_D) // (DIM // G)
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
     if HAS_D:
@@ -237,7 +238,7 @@ def selective_scan_bwd_kernel(
                 else:
                     gy = dout
                 dC_part = tl.sum(gy[:, :, None] * hs, axis=1)  # [K, N]: dC_t = sum_d gy_t h_t
-                tl.atomic_add(dC_ptr + bc_base + t[:, None], dC_part, mask=mask_t[:, None], sem="relaxed")
+                tl.atomic_add(dC_ptr + bc_base + t[:, None], dC_part, mask=mask_t[:, None] & all_n, sem="relaxed")
                 hm = hs - drive  # decay_t * h_{t-1}
                 # ---- adjoint recurrence over the time-reversed tiles: t = t0 + K - 1 - k
                 if HAS_Z:
@@ -270,7 +271,7 @@ def selective_scan_bwd_kernel(
                     du += gy * Dv[None, :]
                     dD_acc += tl.sum(gy * u, axis=0)
                 dB_part = tl.sum(g * dtu[:, :, None], axis=1)  # [K, N]
-                tl.atomic_add(dB_ptr + bc_base + t[:, None], dB_part, mask=mask_t[:, None], sem="relaxed")
+                tl.atomic_add(dB_ptr + bc_base + t[:, None], dB_part, mask=mask_t[:, None] & all_n, sem="relaxed")
                 if SOFTPLUS:
                     ddt = ddt * tl.sigmoid(dt_raw)
                 ddt = tl.where(m2, ddt, 0.0)
@@ -280,7 +281,7 @@ def selective_scan_bwd_kernel(
                 tl.store(ddelta_ptr + x_base + t[:, None], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
             if HAS_H0:
                 tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
-    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None], sem="relaxed")
+    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None] & all_n, sem="relaxed")
     if HAS_D:
         tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
