@@ -21,7 +21,8 @@ def test_auto_uses_reference_on_cpu_and_logs_once(caplog):
 
 
 def test_explicit_triton_without_interpreter_or_cuda_raises_with_reasons(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_backend, "_INTERPRETING", False)  # as if TRITON_INTERPRET was unset at import ...
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # ... setting it now changes nothing (the kernels are defined)
     a = torch.randn(4)
     with pytest.raises(RuntimeError, match="backend='triton' cannot run.*TRITON_INTERPRET.*reference: available"):
         gated_blend(a, a, a, backend="triton")

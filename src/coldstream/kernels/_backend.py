@@ -35,8 +35,12 @@ def triton_available() -> str | None:
     return _TRITON_REASON
 
 
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"  # Triton reads it when the kernels are defined
+
+
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    """Whether TRITON_INTERPRET=1 was set when coldstream.kernels was imported (setting it later has no effect)."""
+    return _INTERPRETING
 
 
 def _triton_reason(tensors: list[torch.Tensor]) -> str | None:
