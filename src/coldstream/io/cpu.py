@@ -128,6 +128,95 @@ def _matroska_segment_end(buf: bytes) -> int | None:
     return None if size is None else pos + 4 + n + size
 
 
+def declared_video_codecs(path: str) -> list[str] | None:
+    """The codec tag of each video track an MP4/MOV, AVI or Matroska/WebM header declares (``[]``: none, as in an
+    audio-only file), or None when there is no such header to read. Reads headers only; for telling apart why a
+    decoder will not open a file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            f.seek(0)
+            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+                return _avi_video_codecs(f.read(1 << 16))  # the stream headers ('hdrl') come first
+            if head[:4] == b"\x1a\x45\xdf\xa3":
+                return _matroska_video_codecs(f.read(1 << 20))  # Tracks come before the first Cluster
+            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+                moov = _iso_box(f, b"moov")
+                return None if moov is None else _iso_video_codecs(moov)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def _avi_video_codecs(buf: bytes) -> list[str] | None:
+    if b"hdrl" not in buf:
+        return None
+    out, pos = [], buf.find(b"strh")
+    while pos >= 0:
+        if buf[pos + 8 : pos + 12] == b"vids":  # stream type, then handler; the bitmap header's compression is in strf
+            strf = buf.find(b"strf", pos)
+            tag = buf[strf + 24 : strf + 28].strip(b"\0") if strf >= 0 else b""
+            out.append((tag or buf[pos + 12 : pos + 16]).decode("latin-1"))
+        pos = buf.find(b"strh", pos + 4)
+    return out
+
+
+def _iso_box(f, name: bytes) -> bytes | None:
+    """The payload of the first top-level ISO BMFF box ``name`` (at most 64 MiB of it)."""
+    size, pos = os.fstat(f.fileno()).st_size, 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(16)
+        n, hdr = int.from_bytes(head[:4], "big"), 8
+        if n == 1:
+            n, hdr = int.from_bytes(head[8:16], "big"), 16
+        elif n == 0:
+            n = size - pos
+        if n < hdr:
+            return None
+        if head[4:8] == name:
+            f.seek(pos + hdr)
+            return f.read(min(n - hdr, 64 << 20))
+        pos += n
+    return None
+
+
+def _iso_video_codecs(moov: bytes) -> list[str]:
+    out = []
+    for trak in moov.split(b"trak")[1:]:
+        h = trak.find(b"hdlr")  # version/flags, pre_defined, then the handler type
+        if h >= 0 and trak[h + 12 : h + 16] == b"vide":
+            s = trak.find(b"stsd")  # version/flags, entry count, then the first entry's size and format
+            out.append(trak[s + 16 : s + 20].decode("latin-1") if s >= 0 else "")
+    return out
+
+
+def _ebml_children(buf: bytes, pos: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(id, data start, data end)`` of each EBML element in ``buf[pos:end]`` (an unknown size runs to ``end``)."""
+    while pos < end:
+        id_len = 9 - buf[pos].bit_length()
+        if id_len > 4:
+            raise ValueError(f"no EBML element at byte {pos}")
+        size, n = _ebml_size(buf, pos + id_len)
+        start = pos + id_len + n
+        yield buf[pos : pos + id_len], start, end if size is None else start + size
+        pos = end if size is None else start + size
+
+
+def _matroska_video_codecs(buf: bytes) -> list[str] | None:
+    segment = next((el for el in _ebml_children(buf, 0, len(buf)) if el[0] == b"\x18\x53\x80\x67"), None)
+    if segment is None:
+        return None
+    for eid, start, end in _ebml_children(buf, segment[1], min(segment[2], len(buf))):
+        if eid == b"\x1f\x43\xb6\x75":  # a Cluster before any Tracks
+            return None
+        if eid == b"\x16\x54\xae\x6b":  # Tracks: a TrackEntry each, with TrackType (1: video) and CodecID
+            tracks = [(s, e) for k, s, e in _ebml_children(buf, start, end) if k == b"\xae"]
+            fields = [{k: buf[a:b] for k, a, b in _ebml_children(buf, s, e)} for s, e in tracks]
+            return [f.get(b"\x86", b"").decode("latin-1") for f in fields if f.get(b"\x83") == b"\x01"]
+    return None
+
+
 def _missing_bytes(path: str) -> str | None:
     """How much of the file is missing when it is shorter than its own headers say, else None."""
     want, have = declared_file_size(path), os.path.getsize(path)
@@ -149,8 +238,22 @@ def _codec_name(stream) -> str:
     return stream.codec_context.name if stream.codec_context is not None else "unknown codec"
 
 
-def _no_decoder(path: str) -> UnsupportedCodecError:
-    return UnsupportedCodecError(path, "FFmpeg has no decoder for its video codec (unknown or unsupported codec)")
+def _no_decoder(path: str, who: str = "FFmpeg") -> UnsupportedCodecError:
+    codecs = declared_video_codecs(path) if os.path.isfile(path) else None
+    codec = f" {codecs[0]!r}" if codecs else ""
+    return UnsupportedCodecError(
+        path, f"{who} has no decoder for its video codec{codec} (unknown or unsupported codec)"
+    )
+
+
+def _opencv_open_failure(path: str) -> VideoError:
+    """Why OpenCV could not open a file, as far as the container's own headers tell (OpenCV does not say)."""
+    codecs = declared_video_codecs(path) if _missing_bytes(path) is None else None
+    if codecs == []:
+        return NoVideoFramesError(path, "no video track (the container declares audio or other tracks only)")
+    if codecs:
+        return _no_decoder(path, "OpenCV's FFmpeg")
+    return _open_failure(path, "OpenCV could not open it (broken container, or no decodable video stream)")
 
 
 def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
@@ -696,7 +799,7 @@ class OpenCVSource(FrameSource):
         self._cap = None
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
-            raise _open_failure(self.path, "OpenCV could not open it (broken container, or no decodable video stream)")
+            raise _opencv_open_failure(self.path)
         missing = _missing_bytes(self.path)
         if missing:  # OpenCV would decode what is there and stop early as if that were the whole video
             self.close()
@@ -708,6 +811,9 @@ class OpenCVSource(FrameSource):
         self._pos = 0  # index of the next frame grab() returns
         ok, first = self._read_next()
         if not ok:
+            self.close()
+            if n > 0:
+                raise CorruptVideoError(self.path, f"corrupt data: the container declares {n} frames but none decodes")
             raise NoVideoFramesError(self.path, "no video frame could be decoded (no video stream, or zero frames)")
         self._first = first
         if exact_count:
