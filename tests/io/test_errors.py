@@ -199,6 +199,24 @@ def test_dataset_pass_skips_and_counts(bad_files, h264, vp9, caplog):
     assert good == [str(h264), str(vp9)] and report.skipped == 5
 
 
+def _paths(batch):
+    return [p for p, _ in batch]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_dataset_skips_counted_across_workers(bad_files, h264, vp9, num_workers):
+    """DataLoader workers skip files in their own copies of the dataset: loader() brings the counts back."""
+    files = [h264, bad_files["text"], vp9, bad_files["trunc_webm"], bad_files["audio_only"], h264.parent / "gone.mp4"]
+    bad = {str(files[i]) for i in (1, 3, 4, 5)}
+    ds = ClipDataset(files, num_frames=4, target_fps=10)
+    got = [p for p, _ in ds.loader(num_workers=num_workers)]
+    assert sorted(got) == sorted([str(h264), str(vp9)])
+    assert ds.report.seen == 6 and ds.report.skipped == 4 and {p for p, _ in ds.report.problems} == bad
+    batches = list(ds.loader(num_workers=num_workers, batch_size=3, collate_fn=_paths))  # skips bypass collate_fn
+    assert sorted(p for b in batches for p in b) == sorted(got)
+    assert ds.report.seen == 12 and ds.report.skipped == 8
+
+
 def test_dataset_sharding_and_offsets(make_video):
     files = [make_video(f"shard{i}", "mjpeg", num_frames=40) for i in range(5)]
     per_rank = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -29,13 +30,47 @@ class SkipReport:
         self.problems.append((err.path, err.problem))
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    """A file a ``ClipDataset`` skipped, passed down the data path to the process that counts it."""
+
+    path: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A collated batch, the clips' count, and the files skipped while it was filled."""
+
+    data: object
+    clips: int
+    skipped: list[_Skipped]
+
+
+class _SeparateSkips:
+    """Wraps a ``collate_fn`` so that skip markers bypass it (runs in the workers; picklable)."""
+
+    def __init__(self, collate_fn: Callable, batched: bool):
+        self.collate_fn, self.batched = collate_fn, batched
+
+    def __call__(self, items):
+        if not self.batched:
+            return items if isinstance(items, _Skipped) else self.collate_fn(items)
+        clips = [x for x in items if not isinstance(x, _Skipped)]
+        skipped = [x for x in items if isinstance(x, _Skipped)]
+        return _Batch(self.collate_fn(clips) if clips else None, len(clips), skipped)
+
+
 class ClipDataset(torch.utils.data.IterableDataset):
     """Clips from many files for one data-parallel rank; bad files are skipped, logged and counted in ``report``.
 
     Yields ``(path, Frames)`` with ``Frames.data`` as configured by ``open_kwargs`` (uint8 ``[T, H, W, 3]`` or float
     ``[T, 3, S, S]``). Files are sharded ``files[rank::world_size]`` (after a seeded shuffle per ``epoch`` when
     ``shuffle``); ``random_offset`` draws each clip's start uniformly (training), else clips are centred (evaluation).
-    In a multi-worker ``DataLoader`` each worker takes its own slice of the rank's files.
+
+    With DataLoader workers, iterate :meth:`loader` (a ``DataLoader`` whose skipped files reach this ``report``): each
+    worker takes its own slice of the rank's files, and a plain ``DataLoader`` would count its skips in the workers'
+    copies of the dataset, which the main process never sees.
     """
 
     def __init__(
@@ -64,6 +99,7 @@ class ClipDataset(torch.utils.data.IterableDataset):
         self.open_kwargs = open_kwargs
         self._opener = opener
         self.report = SkipReport()
+        self._send_skips = False  # set on loader()'s copy: skips go down the data path to the main process
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for a new epoch (same order on every rank for the same epoch)."""
@@ -87,7 +123,6 @@ class ClipDataset(torch.utils.data.IterableDataset):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + self.rank)
         opener = self._opener or open_video
         for path in files:
-            self.report.seen += 1
             try:
                 with opener(path, backend=self.backend, **self.open_kwargs) as src:
                     clip = src.clip(
@@ -98,10 +133,75 @@ class ClipDataset(torch.utils.data.IterableDataset):
                         generator=g,
                     )
             except VideoError as e:
-                self.report.add(e)
-                log.warning("skipping %s: %s (%d skipped so far)", e.path, e.problem, self.report.skipped)
+                if self._send_skips:
+                    yield _Skipped(e.path, e.problem)
+                    continue
+                _skip(self.report, e.path, e.problem)
+                if worker is not None:
+                    _warn_worker_count_once()
                 continue
+            if not self._send_skips:
+                self.report.seen += 1
             yield path, clip
+
+    def loader(self, **dataloader_kwargs) -> SkipCountingLoader:
+        """A ``torch.utils.data.DataLoader`` over this dataset that counts skipped files in this ``report``, also when
+        ``num_workers > 0``. ``dataloader_kwargs`` go to the ``DataLoader``; ``batch_size`` defaults to None (one
+        ``(path, Frames)`` at a time). With a ``batch_size`` and ``collate_fn``, a batch holds fewer clips when files in
+        it were skipped."""
+        return SkipCountingLoader(self, **dataloader_kwargs)
+
+
+def _skip(report: SkipReport, path: str, problem: str) -> None:
+    report.seen += 1
+    report.add(VideoError(path, problem))
+    log.warning("skipping %s: %s (%d skipped so far)", path, problem, report.skipped)
+
+
+_warned_worker = False
+
+
+def _warn_worker_count_once() -> None:
+    global _warned_worker
+    if not _warned_worker:
+        _warned_worker = True
+        log.warning(
+            "ClipDataset in a DataLoader worker counts skipped files in the worker's copy of its report, not the main "
+            "process's: iterate ClipDataset.loader(num_workers=...) to count them there"
+        )
+
+
+class SkipCountingLoader:
+    """``ClipDataset.loader()``: iterates a fresh ``DataLoader`` over the dataset as it is now (epoch included) and
+    counts what the workers skipped in the dataset's ``report``. ``dataloader`` is the last one iterated."""
+
+    def __init__(self, dataset: ClipDataset, **dataloader_kwargs):
+        self.dataset = dataset
+        self.dataloader_kwargs = {"batch_size": None, **dataloader_kwargs}
+        self.dataloader: torch.utils.data.DataLoader | None = None
+
+    def __iter__(self) -> Iterator:
+        from torch.utils.data import default_collate, default_convert
+
+        sender = copy.copy(self.dataset)
+        sender._send_skips, sender.report = True, SkipReport()
+        kwargs = dict(self.dataloader_kwargs)
+        batched = kwargs["batch_size"] is not None
+        collate = kwargs.pop("collate_fn", None) or (default_collate if batched else default_convert)
+        self.dataloader = torch.utils.data.DataLoader(sender, collate_fn=_SeparateSkips(collate, batched), **kwargs)
+        report = self.dataset.report
+        for item in self.dataloader:
+            if isinstance(item, _Skipped):
+                _skip(report, item.path, item.problem)
+            elif isinstance(item, _Batch):
+                for s in item.skipped:
+                    _skip(report, s.path, s.problem)
+                report.seen += item.clips
+                if item.clips:
+                    yield item.data
+            else:
+                report.seen += 1
+                yield item
 
 
 def scan_videos(files: Sequence[str | os.PathLike], backend: str = "auto") -> tuple[list[str], SkipReport]:
