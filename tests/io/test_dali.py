@@ -4,6 +4,7 @@ On CPU machines DALI's CPU decoder is tested on VP9, VP8 and MJPEG (all it decod
 (``device="mixed"``) on H.264, HEVC and VP9 on a GPU machine.
 """
 
+import logging
 import random
 
 import av
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from coldstream.io import open_video
+from coldstream.io import VideoError, open_video
 from coldstream.io.preprocess import preprocess_frames
 from coldstream.io.synthetic import read_frame_indices
 
@@ -207,3 +208,29 @@ def test_dali_rotation_with_opencv_probe(make_video, rotation):
         a, b = d.get_frames([3, 7]), ref.get_frames([3, 7])
     assert a.data.shape == b.data.shape and torch.equal(a.data, b.data)
     assert read_frame_indices(torch.rot90(a.data, -rotation // 90, dims=(1, 2))) == [3, 7]
+
+
+def test_clip_reader_skips_and_counts_bad_files(make_video, tmp_path, caplog):
+    """DALI's reader dropped unreadable files without a word: they are now left out up front, logged and counted."""
+    good = [make_video(f"reader{i}", "vp9", num_frames=30 + 10 * i) for i in range(2)]
+    text = tmp_path / "notes.webm"
+    text.write_text("this is a text file, not a video\n" * 20)
+    data = good[1].read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) // 2])
+    h264 = make_video("h264", "h264")  # DALI's CPU decoder has no H.264
+    files = [good[0], text, h264, good[1], cut]
+    with caplog.at_level(logging.WARNING, logger="coldstream.io"):
+        r = DALIClipReader(files, labels=[0, 1, 2, 3, 4], sequence_length=4, batch_size=2, size=None, seed=0)
+    assert r.report.seen == 5 and r.report.skipped == 3
+    assert [p for p, _ in r.report.problems] == [str(text), str(h264), str(cut)]
+    assert "not a video" in r.report.problems[0][1] and "cannot decode h264" in r.report.problems[1][1]
+    assert "truncated" in r.report.problems[2][1] and caplog.text.count("DALIClipReader: skipping") == 3
+    assert r.epoch_size == 30 // 4 + 40 // 4  # windows of the two good files only
+    for _ in range(r.epoch_size // 2):
+        frames, labels, starts = next(r)
+        assert set(labels.tolist()) <= {0, 3}  # labels stay with their files
+        for clip, s in zip(frames, starts.tolist(), strict=True):
+            assert read_frame_indices(clip) == list(range(s, s + 4))
+    with pytest.raises(VideoError, match=r"none of the 2 files can be read by DALI: .*not a video"):
+        DALIClipReader([text, cut], sequence_length=4, size=None)

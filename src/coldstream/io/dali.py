@@ -18,6 +18,7 @@ uint8 frames are cloned once on their device.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,8 +26,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .errors import DALI_INSTALL, BackendUnavailableError, CorruptVideoError, VideoError
+from .errors import DALI_INSTALL, BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError
 from .source import IMAGENET_MEAN, IMAGENET_STD, FrameSource, VideoInfo
+
+log = logging.getLogger("coldstream.io")
 
 DALI_CPU_CODECS = ("vp9", "vp8", "mjpeg")
 DALI_GPU_CODECS = ("h264", "hevc", "vp9", "vp8", "av1", "mpeg4", "mjpeg")
@@ -166,24 +169,11 @@ class DALISource(FrameSource):
         self.backend_name = "dali-gpu" if self._dali_device == "mixed" else "dali-cpu"
         self._probe = _probe(self.path, probe)
         pinfo = self._probe.info
-        codecs = DALI_GPU_CODECS if self._dali_device == "mixed" else DALI_CPU_CODECS
-        codec = _FOURCC_CODECS.get(pinfo.codec, pinfo.codec)
-        if codec not in codecs:
+        try:
+            codec = _check_dali_can_read(self._probe, self._dali_device)
+        except UnsupportedCodecError:
             self._probe.close()
-            from .cpu import unsupported
-
-            raise unsupported(self.path, self.backend_name, codec, codecs)
-        if getattr(self._probe, "index_mode", "packets") == "decode":
-            # DALI numbers frames by the container's timestamps, which this file gets wrong (the CPU index had to
-            # decode it to find display order): its frame i would not be our frame i.
-            self._probe.close()
-            from .errors import UnsupportedCodecError
-
-            raise UnsupportedCodecError(
-                self.path,
-                f"the {self.backend_name} backend cannot index this file exactly: its container timestamps do not give "
-                "display order (B-frames without composition offsets, or AVI with B-frames); decode it on the CPU",
-            )
+            raise
         self._info = VideoInfo(**{**pinfo.__dict__, "backend": self.backend_name, "codec": codec})
         self._stamps = [self._probe.timestamp(i) for i in range(pinfo.num_frames)]
         if chunk_size is None:
@@ -258,6 +248,26 @@ class DALISource(FrameSource):
         self._encoded = None
 
 
+def _check_dali_can_read(src: FrameSource, dali_device: str) -> str:
+    """The DALI codec name of a probed file, or ``UnsupportedCodecError`` when DALI cannot read it exactly."""
+    backend = "dali-gpu" if dali_device == "mixed" else "dali-cpu"
+    codecs = DALI_GPU_CODECS if dali_device == "mixed" else DALI_CPU_CODECS
+    codec = _FOURCC_CODECS.get(src.info.codec, src.info.codec)
+    if codec not in codecs:
+        from .cpu import unsupported
+
+        raise unsupported(src.path, backend, codec, codecs)
+    if getattr(src, "index_mode", "packets") == "decode":
+        # DALI numbers frames by the container's timestamps, which this file gets wrong (the CPU index had to
+        # decode it to find display order): its frame i would not be our frame i.
+        raise UnsupportedCodecError(
+            src.path,
+            f"the {backend} backend cannot index this file exactly: its container timestamps do not give display "
+            "order (B-frames without composition offsets, or AVI with B-frames); decode it on the CPU",
+        )
+    return codec
+
+
 def _probe(path: str, probe: str | None):
     """An index of the file from the CPU backend (PyAV if installed, else OpenCV)."""
     from .cpu import OpenCVSource, PyAVSource
@@ -284,6 +294,12 @@ class DALIClipReader:
     (display index of each clip's first frame). Clips are ``sequence_length`` frames ``stride`` apart, starting every
     ``step`` frames of every file (all windows of all files are shuffled together when ``random_shuffle``: random
     temporal offsets). Files must share one resolution per batch unless ``size`` is given.
+
+    Every file is checked first with the CPU backend's index (PyAV, or OpenCV without it) and the codecs DALI decodes
+    on ``device``: files DALI cannot read exactly (not a video, truncated, no video, a codec it lacks, timestamps that
+    do not give display order) are left out, logged and counted in ``report`` (a ``SkipReport``, as ``ClipDataset``'s),
+    since DALI's reader drops them without a word. A missing file raises ``VideoNotFoundError``; no readable file,
+    ``VideoError``.
 
     Resize differs from ``preprocess_frames`` only by DALI's resampling arithmetic (antialias off, linear); see the
     tolerance in ``tests/io/test_dali.py``.
@@ -323,6 +339,12 @@ class DALIClipReader:
         reader_device = "gpu" if dali_device == "mixed" else "cpu"
         self.batch_size = batch_size
         labels = list(labels) if labels is not None else list(range(len(files)))
+        keep, self.report = _scan_for_dali(files, dali_device)
+        if not keep:
+            raise VideoError(
+                "<DALIClipReader>", f"none of the {len(files)} files can be read by DALI: {self.report.problems[0][1]}"
+            )
+        files, labels = [files[i] for i in keep], [labels[i] for i in keep]
         scale = 255.0
 
         @dali.pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed)
@@ -369,3 +391,21 @@ class DALIClipReader:
         lab = torch.as_tensor(np.array(_host(label).as_tensor()).reshape(-1), dtype=torch.int64)
         start = torch.as_tensor(np.array(_host(frame_num).as_tensor()).reshape(-1), dtype=torch.int64)
         return frames, lab, start
+
+
+def _scan_for_dali(files: Sequence[str | os.PathLike], dali_device: str):
+    """Indices of the files DALI can read on ``dali_device``, and a ``SkipReport`` of the others (logged)."""
+    from .dataset import SkipReport
+
+    keep, report = [], SkipReport()
+    for i, f in enumerate(files):
+        report.seen += 1
+        try:
+            with _probe(os.fspath(f), None) as src:
+                _check_dali_can_read(src, dali_device)
+        except VideoError as e:
+            report.add(e)
+            log.warning("DALIClipReader: skipping %s: %s (%d skipped so far)", e.path, e.problem, report.skipped)
+            continue
+        keep.append(i)
+    return keep, report
