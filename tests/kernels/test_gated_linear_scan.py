@@ -157,6 +157,18 @@ def test_opcheck_compile_gradcheck_reference():
     assert torch.autograd.gradcheck(fn("reference", log_gates=False), x64)
 
 
+def test_opcheck_and_compile_reference_with_cu_seqlens():
+    # the packed path of the reference has no host sync, so it traces too (an empty sequence included)
+    cu = torch.tensor([0, 2, 2, 5], dtype=torch.int32)
+    x, a, _ = make_inputs(batch=1, T=5, dim=4)
+    xs = leaves([x, a, torch.randn(3, 4)])
+    torch.library.opcheck(torch.ops.coldstream.gated_linear_scan_fwd.default, (*xs, None, cu, False, "reference"))
+    compiled = torch.compile(fn("reference", cu_seqlens=cu), fullgraph=True, backend="aot_eager")
+    outs, grads = forward_backward(compiled, leaves(xs))
+    ref_outs, ref_grads = forward_backward(fn("oracle", cu_seqlens=cu), leaves(xs))
+    assert_all_close(outs + grads, ref_outs + ref_grads, torch.float32, "bwd")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("impl", IMPLS)
 def test_cuda_triton_matches_reference(impl):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 
@@ -72,3 +74,23 @@ def resets_from_cu_seqlens(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
     starts = torch.zeros(T + 1, dtype=torch.bool, device=cu_seqlens.device)  # slot T takes trailing empty sequences
     starts[cu_seqlens[:-1].long()] = True  # no data-dependent shapes: traceable, no host sync
     return starts[None, :T]
+
+
+
+class PackedSteps(NamedTuple):
+    """Where each step of a batch-1 input packing S sequences along T stands (see :func:`packed_steps`)."""
+
+    seq: torch.Tensor  # [T] long: the sequence step t belongs to
+    first: torch.Tensor  # [T] bool: t is its sequence's first step
+    last: torch.Tensor  # [T] bool: t is its sequence's last step
+    end: torch.Tensor  # [S] long: each sequence's last step (0 for an empty one)
+    nonempty: torch.Tensor  # [S] bool
+
+
+def packed_steps(cu_seqlens: torch.Tensor, T: int) -> PackedSteps:
+    """:class:`PackedSteps` from ``cu_seqlens``, with no host sync and no data-dependent shapes, so the references
+    trace under ``torch.compile`` and ``opcheck``."""
+    cu = cu_seqlens.long()
+    t = torch.arange(T, device=cu.device)
+    seq = torch.searchsorted(cu[1:].contiguous(), t, right=True)  # empty sequences before t are passed over
+    return PackedSteps(seq, t == cu[seq], t == cu[seq + 1] - 1, (cu[1:] - 1).clamp(min=0), cu[1:] > cu[:-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import acc_dtype
+from .._checks import acc_dtype, packed_steps
 
 
 def gated_linear_scan_ref(
@@ -20,31 +20,49 @@ def gated_linear_scan_ref(
     ``log_gates``: ``a`` holds log a_t. ``initial_state [S, D]``; ``resets [B, T]`` bool (True: h_{t-1} := 0);
     ``cu_seqlens [S + 1]`` packs S sequences along T of a batch-1 input.
     """
-    if cu_seqlens is not None:
-        outs, lasts = [], []
-        bounds = cu_seqlens.tolist()
-        for s in range(len(bounds) - 1):
-            sl = slice(bounds[s], bounds[s + 1])
-            o, last = gated_linear_scan_ref(
-                x[:, sl], a[:, sl], None if initial_state is None else initial_state[s : s + 1], log_gates=log_gates
-            )
-            outs.append(o)
-            lasts.append(last)
-        return torch.cat(outs, dim=1), torch.cat(lasts, dim=0)
     acc = acc_dtype(x.dtype)
     batch, T, dim = x.shape
     gate = a.to(acc).exp() if log_gates else a.to(acc)
+    _, hs, h, _ = _recurrence(x, gate, initial_state, resets, cu_seqlens, acc)
+    out = torch.stack(hs, dim=1) if hs else x.to(acc, copy=True)
+    if cu_seqlens is not None:  # each sequence's state after its last step (an empty one keeps its initial state)
+        steps = packed_steps(cu_seqlens, T)
+        h = out.new_zeros(steps.nonempty.shape[0], dim) if initial_state is None else initial_state.to(acc, copy=True)
+        if T > 0:
+            h = torch.where(steps.nonempty[:, None], out[0, steps.end], h)
+    return out.to(x.dtype), h
+
+
+def _recurrence(x, gate, initial_state, resets, cu_seqlens, acc):
+    """Runs h_t = gate_t * h_{t-1} + x_t. Returns ``(prev, hs, h, starts)``: per step the state it starts from (after
+    a reset or a packed sequence's start) and the state after it, the last state (a copy of the initial one at
+    T = 0, never the caller's tensor), and the start mask from :func:`_entering_states`."""
+    batch, T, dim = x.shape
+    starts, entering = _entering_states(batch, T, dim, initial_state, resets, cu_seqlens, acc, x.device)
     h = torch.zeros(batch, dim, dtype=acc, device=x.device)
-    if initial_state is not None:
-        h = initial_state.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the final state
-    hs = []
+    if initial_state is not None and cu_seqlens is None:
+        h = initial_state.to(acc, copy=True)
+    prev, hs = [], []
     for t in range(T):
-        if resets is not None:
-            h = h * (~resets[:, t]).to(acc)[:, None]
+        if starts is not None:
+            h = torch.where(starts[:, t, None], entering[:, t], h)
+        prev.append(h)
         h = gate[:, t] * h + x[:, t].to(acc)
         hs.append(h)
-    out = torch.stack(hs, dim=1) if hs else x.to(acc, copy=True)
-    return out.to(x.dtype), h
+    return prev, hs, h, starts
+
+
+def _entering_states(batch, T, dim, initial_state, resets, cu_seqlens, acc, device):
+    """``(starts [B, T] bool, entering [B, T, D])``: where a sequence starts, h_{t-1} := entering[:, t] (zero after a
+    reset; a packed sequence's initial state, or zero). ``(None, None)`` without resets or cu_seqlens."""
+    if cu_seqlens is not None:
+        steps = packed_steps(cu_seqlens, T)
+        if initial_state is None:
+            return steps.first[None], torch.zeros(1, T, dim, dtype=acc, device=device)
+        return steps.first[None], initial_state.to(acc)[steps.seq][None]
+    if resets is not None:
+        return resets, torch.zeros(batch, T, dim, dtype=acc, device=device)
+    return None, None
 
 
 def gated_linear_scan_bwd_ref(
@@ -58,39 +76,40 @@ def gated_linear_scan_bwd_ref(
     log_gates: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Analytic backward: g_t = dout_t + a_{t+1} g_{t+1} (g_T = dfinal); dx_t = g_t; da_t = g_t h_{t-1}
-    (times a_t for log-gates); dh_0 = a_0 g_0. Returns ``(dx, da, dinitial_state)`` in fp32."""
-    if cu_seqlens is not None:
-        bounds = cu_seqlens.tolist()
-        parts = [
-            gated_linear_scan_bwd_ref(
-                dout[:, bounds[s] : bounds[s + 1]], None if dfinal is None else dfinal[s : s + 1],
-                x[:, bounds[s] : bounds[s + 1]], a[:, bounds[s] : bounds[s + 1]],
-                None if initial_state is None else initial_state[s : s + 1], None, None, log_gates,
-            )
-            for s in range(len(bounds) - 1)
-        ]
-        dh0 = torch.cat([p[2] for p in parts]) if initial_state is not None else None
-        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1), dh0
+    (times a_t for log-gates); dh_0 = a_0 g_0. Where a sequence starts (a reset, a packed sequence), a_t g_t goes to
+    the state entering it (nowhere after a reset; the packed sequence's initial state) instead of to g_{t-1}.
+    Traceable (no host sync) with cu_seqlens too. Returns ``(dx, da, dinitial_state)`` in fp32."""
     acc = acc_dtype(x.dtype)
     batch, T, dim = x.shape
     gate = a.to(acc).exp() if log_gates else a.to(acc)
-    keep = None if resets is None else (~resets).to(acc)[..., None]  # [B, T, 1]: 0 where h_{t-1} := 0
-    if keep is not None:
-        gate = gate * keep
-    h0 = torch.zeros(batch, dim, dtype=acc, device=x.device) if initial_state is None else initial_state.to(acc)
-    hs, h = [], h0
-    for t in range(T):
-        hs.append(h if keep is None else h * keep[:, t])  # h_{t-1}, zeroed by a reset before step t
-        h = gate[:, t] * h + x[:, t].to(acc)
+    prev, _, _, starts = _recurrence(x, gate, initial_state, resets, cu_seqlens, acc)  # h_{t-1} as step t saw it
     g = torch.zeros(batch, dim, dtype=acc, device=x.device)
-    if dfinal is not None:
+    if dfinal is not None and cu_seqlens is None:
         g = dfinal.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the initial state's grad
+    dlast = None  # packed: each sequence's d final_state enters at its last step
+    if dfinal is not None and cu_seqlens is not None:
+        steps = packed_steps(cu_seqlens, T)
+        dlast = torch.where(steps.last[:, None], dfinal.to(acc)[steps.seq], 0.0)[None]
     dx = torch.zeros(batch, T, dim, dtype=acc, device=x.device)
     da = torch.zeros_like(dx)
+    dentering = torch.zeros_like(dx)
     for t in range(T - 1, -1, -1):
         g = g + dout[:, t].to(acc)
+        if dlast is not None:
+            g = g + dlast[:, t]
         dx[:, t] = g
         # d/d(log a) = a * d/da
-        da[:, t] = g * hs[t] * (gate[:, t] if log_gates else 1.0)
-        g = g * gate[:, t]
-    return dx, da, g if initial_state is not None else None
+        da[:, t] = g * prev[t] * (gate[:, t] if log_gates else 1.0)
+        g = g * gate[:, t]  # d h_{t-1}, or d of the state entering a sequence that starts at t
+        if starts is not None:
+            dentering[:, t] = torch.where(starts[:, t, None], g, 0.0)
+            g = torch.where(starts[:, t, None], 0.0, g)
+    if initial_state is None:
+        return dx, da, None
+    if cu_seqlens is None:
+        return dx, da, g
+    steps = packed_steps(cu_seqlens, T)
+    dh0 = torch.zeros(steps.nonempty.shape[0], dim, dtype=acc, device=x.device).index_add(0, steps.seq, dentering[0])
+    if dfinal is not None:  # an empty sequence hands its state straight through
+        dh0 = torch.where(steps.nonempty[:, None], dh0, dfinal.to(acc))
+    return dx, da, dh0
