@@ -237,6 +237,22 @@ def test_torch_compile_fullgraph_reference():
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 
 
+def test_opcheck_and_compile_reference_with_cu_seqlens():
+    # the packed path of the reference has no host sync, so it traces too (an empty sequence included)
+    cu = torch.tensor([0, 2, 2, 5], dtype=torch.int32)
+    inputs = make_inputs(batch=1, dim=4, T=5, n=2)
+    inputs["initial_state"] = torch.randn(3, 4, 2)
+    x = cast(inputs, torch.float32)
+    u, delta, A, B, C, D, z, bias, h0 = leaves(x)
+    torch.library.opcheck(torch.ops.coldstream.selective_scan_fwd.default,
+                          (u, delta, A, B[:, None], C[:, None], D, z, bias, h0, None, cu, 3, True, "reference"))
+    compiled = torch.compile(scan_fn("reference", cu_seqlens=cu, max_seqlen=3), fullgraph=True, backend="aot_eager")
+    outs, grads = forward_backward(compiled, leaves(x))
+    ref_outs, ref_grads = forward_backward(scan_fn("reference", cu_seqlens=cu), leaves(x))
+    assert_all_close(outs, ref_outs, torch.float32, "fwd")
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
+
+
 def test_gradcheck_float64_reference():
     x = [t.double().requires_grad_() for t in cast(make_inputs(batch=1, dim=3, T=4, n=2), torch.float32)]
 

@@ -94,3 +94,20 @@ def packed_steps(cu_seqlens: torch.Tensor, T: int) -> PackedSteps:
     t = torch.arange(T, device=cu.device)
     seq = torch.searchsorted(cu[1:].contiguous(), t, right=True)  # empty sequences before t are passed over
     return PackedSteps(seq, t == cu[seq], t == cu[seq + 1] - 1, (cu[1:] - 1).clamp(min=0), cu[1:] > cu[:-1])
+
+
+def entering_states(
+    batch: int, T: int, state_shape: tuple[int, ...], initial_state: torch.Tensor | None,
+    resets: torch.Tensor | None, cu_seqlens: torch.Tensor | None, dtype: torch.dtype, device: torch.device,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """For the references: ``(starts [B, T] bool, entering [B, T, *state_shape])``, i.e. where a sequence starts the
+    state entering step t is ``entering[:, t]`` instead of h_{t-1}: zero after a reset, a packed sequence's initial
+    state (or zero). ``(None, None)`` without resets or cu_seqlens. Traceable, like :func:`packed_steps`."""
+    if cu_seqlens is not None:
+        steps = packed_steps(cu_seqlens, T)
+        if initial_state is None:
+            return steps.first[None], torch.zeros(1, T, *state_shape, dtype=dtype, device=device)
+        return steps.first[None], initial_state.to(dtype)[steps.seq][None]
+    if resets is not None:
+        return resets, torch.zeros(batch, T, *state_shape, dtype=dtype, device=device)
+    return None, None

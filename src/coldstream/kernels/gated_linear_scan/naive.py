@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import acc_dtype, packed_steps
+from .._checks import acc_dtype, entering_states, packed_steps
 
 
 def gated_linear_scan_ref(
@@ -36,9 +36,9 @@ def gated_linear_scan_ref(
 def _recurrence(x, gate, initial_state, resets, cu_seqlens, acc):
     """Runs h_t = gate_t * h_{t-1} + x_t. Returns ``(prev, hs, h, starts)``: per step the state it starts from (after
     a reset or a packed sequence's start) and the state after it, the last state (a copy of the initial one at
-    T = 0, never the caller's tensor), and the start mask from :func:`_entering_states`."""
+    T = 0, never the caller's tensor), and the start mask from :func:`entering_states`."""
     batch, T, dim = x.shape
-    starts, entering = _entering_states(batch, T, dim, initial_state, resets, cu_seqlens, acc, x.device)
+    starts, entering = entering_states(batch, T, (dim,), initial_state, resets, cu_seqlens, acc, x.device)
     h = torch.zeros(batch, dim, dtype=acc, device=x.device)
     if initial_state is not None and cu_seqlens is None:
         h = initial_state.to(acc, copy=True)
@@ -50,19 +50,6 @@ def _recurrence(x, gate, initial_state, resets, cu_seqlens, acc):
         h = gate[:, t] * h + x[:, t].to(acc)
         hs.append(h)
     return prev, hs, h, starts
-
-
-def _entering_states(batch, T, dim, initial_state, resets, cu_seqlens, acc, device):
-    """``(starts [B, T] bool, entering [B, T, D])``: where a sequence starts, h_{t-1} := entering[:, t] (zero after a
-    reset; a packed sequence's initial state, or zero). ``(None, None)`` without resets or cu_seqlens."""
-    if cu_seqlens is not None:
-        steps = packed_steps(cu_seqlens, T)
-        if initial_state is None:
-            return steps.first[None], torch.zeros(1, T, dim, dtype=acc, device=device)
-        return steps.first[None], initial_state.to(acc)[steps.seq][None]
-    if resets is not None:
-        return resets, torch.zeros(batch, T, dim, dtype=acc, device=device)
-    return None, None
 
 
 def gated_linear_scan_bwd_ref(

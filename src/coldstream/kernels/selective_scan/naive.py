@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import acc_dtype
+from .._checks import acc_dtype, entering_states, packed_steps
 
 
 def _expand_bc(X: torch.Tensor, dim: int) -> torch.Tensor:
@@ -43,21 +43,6 @@ def selective_scan_ref(
         h_t  = exp(dt_t * A) * h_{t-1} + dt_t * u_t * B_t
         y_t  = <h_t, C_t> + D * u_t ;  out_t = y_t * silu(z_t)
     """
-    if cu_seqlens is not None:
-        outs, lasts = [], []
-        bounds = cu_seqlens.tolist()
-        for s in range(len(bounds) - 1):
-            sl = slice(bounds[s], bounds[s + 1])
-            Bs = B[..., sl]
-            Cs = C[..., sl]
-            o, last = selective_scan_ref(
-                u[..., sl], delta[..., sl], A, Bs, Cs, D, None if z is None else z[..., sl], delta_bias,
-                delta_softplus, None if initial_state is None else initial_state[s : s + 1],
-            )
-            outs.append(o)
-            lasts.append(last)
-        return torch.cat(outs, dim=-1), torch.cat(lasts, dim=0)
-
     dtype_in = u.dtype
     acc = acc_dtype(dtype_in)
     batch, dim, T = u.shape
@@ -72,16 +57,25 @@ def selective_scan_ref(
     decay = torch.exp(torch.einsum("bdl,dn->bdln", delta32, A32))  # [B, D, T, N]
     drive = (delta32 * u32)[:, :, :, None] * Bx.transpose(-1, -2)  # [B, D, T, N]
     Ct = Cx.transpose(-1, -2)  # [B, 1|D, T, N]
+    starts, entering = entering_states(batch, T, (dim, n_state), initial_state, resets, cu_seqlens, acc, u.device)
     h = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)
-    if initial_state is not None:
+    if initial_state is not None and cu_seqlens is None:
         h = initial_state.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the last state
-    ys = []
+    ys, hs = [], []
     for t in range(T):
-        if resets is not None:
-            h = h * (~resets[:, t]).to(acc)[:, None, None]
+        if starts is not None:
+            h = torch.where(starts[:, t, None, None], entering[:, t], h)
         h = decay[:, :, t] * h + drive[:, :, t]
         ys.append((h * Ct[:, :, t]).sum(-1))
+        hs.append(h)
     y = torch.stack(ys, dim=-1) if ys else u32.new_zeros(batch, dim, 0)  # [B, D, T]
+    if cu_seqlens is not None:  # each sequence's state after its last step (an empty one keeps its initial state)
+        steps = packed_steps(cu_seqlens, T)
+        h = h.new_zeros(steps.nonempty.shape[0], dim, n_state)
+        if initial_state is not None:
+            h = initial_state.to(acc, copy=True)
+        if T > 0:
+            h = torch.where(steps.nonempty[:, None, None], torch.stack(hs)[steps.end, 0], h)
     if D is not None:
         y = y + u32 * D.to(acc)[:, None]
     if z is not None:
@@ -147,33 +141,11 @@ def selective_scan_bwd_ref(
 
     With g_t = dL/dh_t (g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1}, g_T = dlast) and q_t = g_t * exp(dt_t A) h_{t-1}:
     dA = sum_t q_t dt_t; d dt_t = <q_t, A> + u_t <g_t, B_t>; du_t = dt_t <g_t, B_t> + D gy_t; dB_t = sum_d g_t dt_t
-    u_t; dC_t = sum_d gy_t h_t; dh_0 = exp(dt_0 A) g_0. Returns
+    u_t; dC_t = sum_d gy_t h_t; dh_0 = exp(dt_0 A) g_0. Where a sequence starts (a reset, a packed sequence) the
+    gradient exp(dt_t A) g_t goes to the state entering it (nowhere after a reset; the packed sequence's initial
+    state) instead of to g_{t-1}. Traceable (no host sync) with cu_seqlens too. Returns
     ``[du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state]`` (None for absent inputs).
     """
-    if cu_seqlens is not None:
-        bounds = cu_seqlens.tolist()
-        parts = []
-        for s in range(len(bounds) - 1):
-            sl = slice(bounds[s], bounds[s + 1])
-            parts.append(selective_scan_bwd_ref(
-                dout[..., sl], None if dlast is None else dlast[s : s + 1], u[..., sl], delta[..., sl], A,
-                B[..., sl], C[..., sl], D, None if z is None else z[..., sl], delta_bias, delta_softplus,
-                None if initial_state is None else initial_state[s : s + 1], None, None,
-            ))
-        cat_t = [0, 1, 3, 4, 6]
-        out: list[torch.Tensor | None] = []
-        for i in range(9):
-            vals = [p[i] for p in parts]
-            if vals[0] is None:
-                out.append(None)
-            elif i in cat_t:
-                out.append(torch.cat(vals, dim=-1))
-            elif i == 8:
-                out.append(torch.cat(vals, dim=0))
-            else:
-                out.append(torch.stack(vals).sum(0))
-        return out
-
     acc = acc_dtype(u.dtype)
     batch, dim, T = u.shape
     n_state = A.shape[1]
@@ -186,14 +158,15 @@ def selective_scan_bwd_ref(
     Bx = B.to(acc).repeat_interleave(dim // groups, dim=1)  # [B, D, N, T]
     Cx = C.to(acc).repeat_interleave(dim // groups, dim=1)
     decay = torch.exp(dt[:, :, None, :] * A32[None, :, :, None])  # [B, D, N, T]
-    if resets is not None:
-        decay = decay * (~resets).to(acc)[:, None, None, :]
     drive = (dt * u32)[:, :, None, :] * Bx
+    starts, entering = entering_states(batch, T, (dim, n_state), initial_state, resets, cu_seqlens, acc, u.device)
     h = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)
-    if initial_state is not None:
+    if initial_state is not None and cu_seqlens is None:
         h = initial_state.to(acc)
     hs = []
     for t in range(T):
+        if starts is not None:
+            h = torch.where(starts[:, t, None, None], entering[:, t], h)
         h = decay[..., t] * h + drive[..., t]
         hs.append(h)
     H = torch.stack(hs, dim=-1) if hs else drive  # [B, D, N, T]
@@ -209,22 +182,33 @@ def selective_scan_bwd_ref(
         gy = dout32 * z32 * sz
     else:
         gy = dout32
-    g = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)
-    if dlast is not None:
-        g = dlast.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is returned as the initial state's grad
+    carry = torch.zeros(batch, dim, n_state, dtype=acc, device=u.device)  # dL/dh_t from step t + 1 on
+    if dlast is not None and cu_seqlens is None:
+        carry = dlast.to(acc, copy=True)  # never the caller's tensor: at T = 0 it is the initial state's gradient
+    steps = packed_steps(cu_seqlens, T) if cu_seqlens is not None else None
+    dlast_at = None  # packed: each sequence's d last_state enters at its last step
+    if dlast is not None and steps is not None:
+        dlast_at = torch.where(steps.last[:, None, None], dlast.to(acc)[steps.seq], 0.0)[None]
     gs = [None] * T
+    dentering = [None] * T  # at a sequence's start the gradient goes to the state entering it, not to h_{t-1}
     for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            g = g * decay[..., t + 1]
-        g = g + gy[:, :, None, t] * Cx[..., t]
+        g = carry + gy[:, :, None, t] * Cx[..., t]
+        if dlast_at is not None:
+            g = g + dlast_at[:, t]
         gs[t] = g
-    if T > 0:
-        Gm = torch.stack(gs, dim=-1)
-        dh0 = decay[..., 0] * Gm[..., 0]
-    else:
-        Gm = torch.zeros_like(H)
-        dh0 = g
-    q = Gm * (H - drive)
+        carry = decay[..., t] * g
+        if starts is not None:
+            dentering[t] = torch.where(starts[:, t, None, None], carry, 0.0)
+            carry = torch.where(starts[:, t, None, None], 0.0, carry)
+    Gm = torch.stack(gs, dim=-1) if T > 0 else torch.zeros_like(H)
+    dh0 = carry
+    if steps is not None:
+        dh0 = carry.new_zeros(steps.nonempty.shape[0], dim, n_state)
+        if T > 0:
+            dh0 = dh0.index_add(0, steps.seq, torch.stack(dentering, dim=1)[0])
+        if dlast is not None:  # an empty sequence hands its state straight through
+            dh0 = torch.where(steps.nonempty[:, None, None], dh0, dlast.to(acc))
+    q = Gm * (H - drive)  # g_t * decay_t * (the state step t started from)
     dA = (q * dt[:, :, None, :]).sum((0, 3))
     gB = (Gm * Bx).sum(2)
     ddt = (q * A32[None, :, :, None]).sum(2) + u32 * gB
