@@ -67,7 +67,8 @@ def selective_scan_ref(
             h = torch.where(starts[:, t, None, None], entering[:, t], h)
         h = decay[:, :, t] * h + drive[:, :, t]
         ys.append((h * Ct[:, :, t]).sum(-1))
-        hs.append(h)
+        if cu_seqlens is not None:  # kept only to read each packed sequence's last state
+            hs.append(h)
     y = torch.stack(ys, dim=-1) if ys else u32.new_zeros(batch, dim, 0)  # [B, D, T]
     if cu_seqlens is not None:  # each sequence's state after its last step (an empty one keeps its initial state)
         steps = packed_steps(cu_seqlens, T)
