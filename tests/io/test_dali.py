@@ -219,13 +219,14 @@ def test_clip_reader_skips_and_counts_bad_files(make_video, tmp_path, caplog):
     cut = tmp_path / "cut.webm"
     cut.write_bytes(data[: len(data) // 2])
     h264 = make_video("h264", "h264")  # DALI's CPU decoder has no H.264
-    files = [good[0], text, h264, good[1], cut]
+    gone = tmp_path / "moved_away.webm"
+    files = [good[0], text, h264, good[1], cut, gone]
     with caplog.at_level(logging.WARNING, logger="coldstream.io"):
-        r = DALIClipReader(files, labels=[0, 1, 2, 3, 4], sequence_length=4, batch_size=2, size=None, seed=0)
-    assert r.report.seen == 5 and r.report.skipped == 3
-    assert [p for p, _ in r.report.problems] == [str(text), str(h264), str(cut)]
+        r = DALIClipReader(files, labels=[0, 1, 2, 3, 4, 5], sequence_length=4, batch_size=2, size=None, seed=0)
+    assert r.report.seen == 6 and r.report.skipped == 4
+    assert [p for p, _ in r.report.problems] == [str(text), str(h264), str(cut), str(gone)]
     assert "not a video" in r.report.problems[0][1] and "cannot decode h264" in r.report.problems[1][1]
-    assert "truncated" in r.report.problems[2][1] and caplog.text.count("DALIClipReader: skipping") == 3
+    assert "truncated" in r.report.problems[2][1] and caplog.text.count("DALIClipReader: skipping") == 4
     assert r.epoch_size == 30 // 4 + 40 // 4  # windows of the two good files only
     for _ in range(r.epoch_size // 2):
         frames, labels, starts = next(r)

@@ -298,8 +298,8 @@ class DALIClipReader:
     Every file is checked first with the CPU backend's index (PyAV, or OpenCV without it) and the codecs DALI decodes
     on ``device``: files DALI cannot read exactly (not a video, truncated, no video, a codec it lacks, timestamps that
     do not give display order) are left out, logged and counted in ``report`` (a ``SkipReport``, as ``ClipDataset``'s),
-    since DALI's reader drops them without a word. A missing file raises ``VideoNotFoundError``; no readable file,
-    ``VideoError``.
+    since DALI's reader drops them without a word; so are missing files (as in ``ClipDataset``). No readable file
+    raises ``VideoError``.
 
     Resize differs from ``preprocess_frames`` only by DALI's resampling arithmetic (antialias off, linear); see the
     tolerance in ``tests/io/test_dali.py``.
@@ -329,11 +329,6 @@ class DALIClipReader:
 
         if not files:
             raise ValueError("DALIClipReader needs at least one file")
-        missing = [os.fspath(f) for f in files if not os.path.isfile(f)]
-        if missing:
-            from .errors import VideoNotFoundError
-
-            raise VideoNotFoundError(missing[0], f"no such file ({len(missing)} of {len(files)} missing)")
         self.device = torch.device(device)
         dali_device, device_id = _resolve_device(self.device)
         reader_device = "gpu" if dali_device == "mixed" else "cpu"
