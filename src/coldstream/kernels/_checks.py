@@ -70,11 +70,8 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, T: int, max_seqlen: int | None = 
 
 
 def resets_from_cu_seqlens(cu_seqlens: torch.Tensor, T: int) -> torch.Tensor:
-    """``[1, T]`` bool mask, True where a packed sequence starts."""
-    starts = torch.zeros(T + 1, dtype=torch.bool, device=cu_seqlens.device)  # slot T takes trailing empty sequences
-    starts[cu_seqlens[:-1].long()] = True  # no data-dependent shapes: traceable, no host sync
-    return starts[None, :T]
-
+    """``[1, T]`` bool mask, True where a packed sequence starts (traceable, no host sync)."""
+    return packed_steps(cu_seqlens, T).first[None]
 
 
 class PackedSteps(NamedTuple):
