@@ -288,26 +288,33 @@ def test_gated_linear_scan_fwd_bwd(benchmark, impl):
 
 # The state is fp32 by default; mamba-ssm also keeps it in bf16, which halves the bytes of the step. At 201 x 2048 x 16
 # an fp32 state alone is 2 x 26 MB to read and write: 15.7 us at an H100's 3.35 TB/s, above the issue's 10 us.
-@pytest.mark.benchmark(group="streaming_step")
-@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16], ids=["state_fp32", "state_bf16"])
-def test_selective_state_update_step(benchmark, state_dtype):
-    tokens, dim, n = (201, 2048, 16) if CUDA else (8, 32, 16)
+def state_update_case(tokens: int, dim: int, n: int, state_dtype: torch.dtype, backend: str, what: str):
+    """One ``selective_state_update`` step on seeded inputs, its output and updated state checked against the
+    reference first. Returns ``(step, bytes_moved)``: the state read and written, x, dt, z, B, C read, out written."""
     g = torch.Generator(device="cpu").manual_seed(0)
     state = torch.randn(tokens, dim, n, generator=g).to(DEVICE, state_dtype)
-    short = str(state_dtype).removeprefix("torch.")
     x, dt, z = (torch.randn(tokens, dim, generator=g).to(DEVICE, DTYPE) for _ in range(3))
     Bv, Cv = (torch.randn(tokens, n, generator=g).to(DEVICE, DTYPE) for _ in range(2))
     A = -torch.arange(1, n + 1, dtype=torch.float32, device=DEVICE).repeat(dim, 1)
     D, bias = torch.ones(dim, device=DEVICE), torch.zeros(dim, device=DEVICE)
 
-    def step(backend="auto"):
+    def step(backend=backend):
         return selective_state_update(state, x, dt, A, Bv, Cv, D, z, bias, True, backend=backend)
 
     s0 = state.clone()
-    out = step()
+    out, s_out = step(), state.clone()
     state.copy_(s0)
     ref = step("reference")
-    check_close([out], [ref], "selective_state_update")
+    check_close([out, s_out], [ref, state], what)
+    return step, 2 * state.numel() * state.element_size() + 5 * x.numel() * 2
+
+
+@pytest.mark.benchmark(group="streaming_step")
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16], ids=["state_fp32", "state_bf16"])
+def test_selective_state_update_step(benchmark, state_dtype):
+    tokens, dim, n = (201, 2048, 16) if CUDA else (8, 32, 16)
+    short = str(state_dtype).removeprefix("torch.")
+    step, bytes_moved = state_update_case(tokens, dim, n, state_dtype, "auto", "selective_state_update")
     if not CUDA:
         benchmark.pedantic(synced(step), rounds=5, iterations=1)
         report(benchmark, f"selective_state_update {short} state (cpu, reference)", cpu_median(benchmark), None)
@@ -319,7 +326,6 @@ def test_selective_state_update_step(benchmark, state_dtype):
     t_eager = cuda_time(step, iters=50)
     t_ref = cuda_time(lambda: step("reference"), iters=20)
     benchmark.pedantic(synced(graph.replay), rounds=50, iterations=1, warmup_rounds=5)
-    bytes_moved = 2 * state.numel() * state.element_size() + 5 * x.numel() * 2
     report(benchmark, f"selective_state_update 201x2048x16 {short} state (CUDA graph)", t_graph, bytes_moved, t_ref,
            targets={"10us_per_layer": ("fused_ms", 0.010, False)})
     benchmark.extra_info["eager_launch_ms"] = t_eager * 1e3

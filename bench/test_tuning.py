@@ -25,13 +25,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coldstream.kernels import selective_scan, selective_state_update
+from coldstream.kernels import selective_scan
 from coldstream.kernels.selective_scan import ops
 from coldstream.kernels.selective_scan.naive import selective_scan_ref
 from test_kernels import (
     CUDA,
-    DEVICE,
-    DTYPE,
     check_close,
     cpu_median,
     cuda_time,
@@ -40,6 +38,7 @@ from test_kernels import (
     leaf,
     report,
     scan_inputs,
+    state_update_case,
     synced,
 )
 
@@ -94,21 +93,8 @@ def test_selective_state_update_config(benchmark, config, state_dtype, monkeypat
     monkeypatch.setattr(ops, "STEP_BLOCK_D", block_d)
     monkeypatch.setattr(ops, "STEP_NUM_WARPS", warps)
     tokens, dim, n = (201, 2048, 16) if CUDA else (4, 300, 16)  # 300: a partial last tile for every block size
-    g = torch.Generator(device="cpu").manual_seed(0)
-    state = torch.randn(tokens, dim, n, generator=g).to(DEVICE, state_dtype)
-    x, dt, z = (torch.randn(tokens, dim, generator=g).to(DEVICE, DTYPE) for _ in range(3))
-    Bv, Cv = (torch.randn(tokens, n, generator=g).to(DEVICE, DTYPE) for _ in range(2))
-    A = -torch.arange(1, n + 1, dtype=torch.float32, device=DEVICE).repeat(dim, 1)
-    D, bias = torch.ones(dim, device=DEVICE), torch.zeros(dim, device=DEVICE)
-
-    def step(backend="triton"):
-        return selective_state_update(state, x, dt, A, Bv, Cv, D, z, bias, True, backend=backend)
-
-    s0 = state.clone()
-    out, s_out = step(), state.clone()
-    state.copy_(s0)
-    ref = step("reference")
-    check_close([out, s_out], [ref, state], f"selective_state_update config {config}")
+    step, bytes_moved = state_update_case(tokens, dim, n, state_dtype, "triton",
+                                          f"selective_state_update config {config}")
     short = str(state_dtype).removeprefix("torch.")
     benchmark.group = f"selective_state_update_config_{short}"  # each state dtype compared with its own default
     label = f"selective_state_update {config} (channels={block_d} warps={warps}) {short} state"
@@ -121,7 +107,6 @@ def test_selective_state_update_config(benchmark, config, state_dtype, monkeypat
         step()
     t = cuda_time(graph.replay, iters=50)
     benchmark.pedantic(synced(graph.replay), rounds=20, iterations=1, warmup_rounds=5)
-    bytes_moved = 2 * state.numel() * state.element_size() + 5 * x.numel() * 2
     report(benchmark, label, t, bytes_moved)
     if hbm_limit():
         benchmark.extra_info["hbm_floor_ms"] = bytes_moved / hbm_limit() * 1e3
