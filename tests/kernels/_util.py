@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 
+import pytest
 import torch
 
 from tests.tolerances import tol
@@ -51,3 +55,39 @@ def assert_all_close(actual, expected, dtype: torch.dtype, kind: str, names: Seq
         t = tol(dtype, kind)
         torch.testing.assert_close(a.float(), e.float(), atol=t["atol"] * scale, rtol=t["rtol"],
                                    msg=lambda m, n=name: f"{n} ({kind}, {dtype}): {m}")
+
+
+SM90_PRELUDE = r"""
+import subprocess
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+
+def compile_sm90(fn, signature, constexprs, num_warps, attrs=None, **options):
+    src = ASTSource(fn=fn, signature=signature, attrs=attrs,
+                    constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, **options})
+    assert "cubin" in kernel.asm, "no cubin"
+    return kernel
+
+
+def ptxas_spills(kernel):
+    with open("k.ptx", "w") as f:
+        f.write(kernel.asm["ptx"])
+    out = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", "k.ptx", "-o", "k.o"],
+                         capture_output=True, text=True, check=True).stderr
+    return " ".join(line.strip() for line in out.splitlines() if "spill" in line)
+"""
+
+
+def run_sm90(script: str, cwd) -> str:
+    """Run ``SM90_PRELUDE + script`` (compiles for an H100 without a GPU) and return what it prints.
+
+    A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter."""
+    pytest.importorskip("triton.backends.nvidia")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    run = subprocess.run([sys.executable, "-c", SM90_PRELUDE + script], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=cwd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout

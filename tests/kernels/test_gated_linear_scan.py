@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +10,7 @@ import torch
 from coldstream.kernels import gated_linear_scan
 from coldstream.kernels.gated_linear_scan import ops
 from coldstream.kernels.gated_linear_scan.naive import gated_linear_scan_ref
-from tests.kernels._util import assert_all_close, forward_backward, leaves
+from tests.kernels._util import assert_all_close, forward_backward, leaves, run_sm90
 from tests.tolerances import tol
 
 
@@ -201,10 +198,6 @@ def test_cuda_chunk_resets_and_varlen_match_reference():
 
 
 SM90_SCRIPT = r"""
-import subprocess
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 from coldstream.kernels.gated_linear_scan import ops
 from coldstream.kernels.gated_linear_scan.chunk import (
     gated_linear_scan_chunk_bwd_kernel, gated_linear_scan_chunk_fwd_kernel)
@@ -217,16 +210,9 @@ for fn, extra in ((gated_linear_scan_chunk_fwd_kernel, {}), (gated_linear_scan_c
     sig = {n: "constexpr" if n in consts else types[n] if n.endswith("_ptr") else "i32" for n in fn.arg_names}
     # what Triton specialises at run time for D = 4096 and aligned tensors
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names) if sig[n] != "constexpr" and n != "T"}
-    src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()},
-                    attrs=attrs)
-    kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": ops.CHUNK_NUM_WARPS})
-    assert "cubin" in kernel.asm, "no cubin"
-    with open("k.ptx", "w") as f:
-        f.write(kernel.asm["ptx"])
-    ptxas = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", "k.ptx", "-o", "k.o"],
-                           capture_output=True, text=True, check=True).stderr
+    kernel = compile_sm90(fn, sig, consts, ops.CHUNK_NUM_WARPS, attrs=attrs)
     print(fn.__name__, "shared", kernel.metadata.shared, "vector_loads", kernel.asm["ptx"].count("ld.global.v4"),
-          " ".join(line.strip() for line in ptxas.splitlines() if "spill" in line))
+          ptxas_spills(kernel))
 """
 
 
@@ -234,13 +220,9 @@ for fn, extra in ((gated_linear_scan_chunk_fwd_kernel, {}), (gated_linear_scan_c
 def test_chunk_kernels_compile_for_sm90_in_registers(tmp_path):
     # catches Triton compile errors before a GPU run, and guards the layout the config was chosen for: the time
     # scan stays in each thread's registers (no shared memory), 16-byte loads, and nothing spills
-    pytest.importorskip("triton.backends.nvidia")
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    run = subprocess.run([sys.executable, "-c", SM90_SCRIPT], env=env, capture_output=True, text=True, timeout=300,
-                         cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = run.stdout.strip().splitlines()
-    assert len(lines) == 2, run.stdout
+    out = run_sm90(SM90_SCRIPT, tmp_path)
+    lines = out.strip().splitlines()
+    assert len(lines) == 2, out
     for line in lines:
         assert " shared 0 " in line, line
         assert " vector_loads 0 " not in line, line
