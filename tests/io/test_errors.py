@@ -29,6 +29,21 @@ ALL = backend_params("pyav", "opencv", "dali")
 CPU = backend_params("pyav", "opencv")
 
 
+def _audio_only(path, codec: str, rate: int, frame_size: int, dtype, fmt: str):
+    """A file with five frames of silent mono audio and no video stream."""
+    with av.open(str(path), "w") as c:
+        a = c.add_stream(codec, rate=rate)
+        a.layout = "mono"
+        for i in range(5):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, frame_size), dtype), format=fmt, layout="mono")
+            fr.sample_rate, fr.pts = rate, i * frame_size
+            for p in a.encode(fr):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory, make_video):
     d = tmp_path_factory.mktemp("bad")
@@ -50,33 +65,13 @@ def bad_files(tmp_path_factory, make_video):
     out["corrupt_mp4"] = d / "corrupt.mp4"
     out["corrupt_mp4"].write_bytes(bytes(data))
     # Zero video frames: audio only, and a video stream that never got a frame.
-    out["audio_only"] = d / "audio_only.mp4"
-    with av.open(str(out["audio_only"]), "w") as c:
-        a = c.add_stream("aac", rate=16000)
-        a.layout = "mono"
-        for i in range(5):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 16000, i * 1024
-            for p in a.encode(fr):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+    out["audio_only"] = _audio_only(d / "audio_only.mp4", "aac", 16000, 1024, np.float32, "fltp")
     out["no_frames"] = d / "no_frames.mp4"
     with av.open(str(out["no_frames"]), "w") as c:
         s = c.add_stream("libx264", rate=30)
         s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
         c.start_encoding()
-    out["audio_only_webm"] = d / "audio_only.webm"
-    with av.open(str(out["audio_only_webm"]), "w") as c:
-        a = c.add_stream("libopus", rate=48000)
-        a.layout = "mono"
-        for i in range(5):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
-            fr.sample_rate, fr.pts = 48000, i * 960
-            for p in a.encode(fr):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+    out["audio_only_webm"] = _audio_only(d / "audio_only.webm", "libopus", 48000, 960, np.int16, "s16")
     # Codecs FFmpeg has no decoder for: the codec tag of an MJPEG AVI (stream header and bitmap header), a VP9 WebM's
     # CodecID and an H.264 MP4's sample description rewritten.
     out["unknown_codec"] = d / "unknown_codec.avi"
