@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 
 from .._backend import resolve_backend
-from .._checks import check_varlen, expect, expect_float
+from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import causal_conv1d_ref, causal_conv1d_update_ref
 from .ops import causal_conv1d_apply, causal_conv1d_update_triton
 
@@ -52,6 +52,8 @@ def causal_conv1d(
     expect("bias", bias, (dim,), "[D]")
     expect_float("x", x)
     n_seq = check_varlen(batch, T, resets, cu_seqlens)
+    if cu_seqlens is not None:
+        check_cu_seqlens(cu_seqlens, T)
     expect("initial_state", initial_state, (n_seq, dim, width - 1), "[S, D, W - 1]")
     act = "silu" if activation in ("silu", "swish") else None
     be = resolve_backend("causal_conv1d", backend, [x, weight, bias, initial_state])

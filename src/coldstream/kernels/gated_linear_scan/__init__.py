@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 
 from .._backend import resolve_backend
-from .._checks import check_varlen, expect, expect_float
+from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import gated_linear_scan_ref
 from .ops import gated_linear_scan_apply, resolve_impl
 
@@ -48,6 +48,8 @@ def gated_linear_scan(
     expect_float("x", x)
     expect_float("a", a)
     n_seq = check_varlen(batch, T, resets, cu_seqlens)
+    if cu_seqlens is not None:
+        check_cu_seqlens(cu_seqlens, T)
     expect("initial_state", initial_state, (n_seq, dim), "[S, D]")
     kernels = resolve_impl(impl)
     if impl != "auto" and backend == "reference":
