@@ -166,6 +166,13 @@ def test_cuda_decode_and_clip(benchmark, device, quick, video_file):
     decode_fps = 128 / time_fn(decode_only, device, warmup=1, iters=3)
     model_fps = 128 / time_fn(model_only, device, warmup=1, iters=3)
     pedantic(benchmark, run, device, rounds=3, warmup=1)
-    record_throughput(benchmark, device, 128, decoder=backend, decode_frames_per_s=decode_fps,
-                      model_frames_per_s=model_fps, decode_over_model=decode_fps / model_fps,
-                      target_decode_2x_model=decode_fps >= 2 * model_fps)
+    record_throughput(
+        benchmark,
+        device,
+        128,
+        decoder=backend,
+        decode_frames_per_s=decode_fps,
+        model_frames_per_s=model_fps,
+        decode_over_model=decode_fps / model_fps,
+        target_decode_2x_model=decode_fps >= 2 * model_fps,
+    )

@@ -55,6 +55,7 @@ def synced(fn: Callable[[], object]) -> Callable[[], object]:
         if CUDA:
             torch.cuda.synchronize()
         return out
+
     return run
 
 
@@ -68,8 +69,15 @@ def check_close(actual, expected, what: str, rel: float = 3e-2) -> None:
         assert err <= rel * scale, f"{what}: max error {err:.3g} vs reference magnitude {scale:.3g}"
 
 
-def report(benchmark, name: str, t_fused: float, bytes_moved: float | None, t_ref: float | None = None,
-           t_compiled: float | None = None, targets: dict | None = None) -> None:
+def report(
+    benchmark,
+    name: str,
+    t_fused: float,
+    bytes_moved: float | None,
+    t_ref: float | None = None,
+    t_compiled: float | None = None,
+    targets: dict | None = None,
+) -> None:
     info = benchmark.extra_info
     info["case"] = name
     info["device"] = torch.cuda.get_device_name() if CUDA else "cpu"
@@ -101,6 +109,7 @@ def cpu_median(benchmark) -> float:
 
 def fwd_bwd(fn: Callable[..., object], inputs: list[torch.Tensor | None], grad_out: list[torch.Tensor]):
     """A closure running forward + backward of ``fn`` with fixed output gradients."""
+
     def run():
         for t in inputs:
             if t is not None and t.requires_grad:
@@ -109,6 +118,7 @@ def fwd_bwd(fn: Callable[..., object], inputs: list[torch.Tensor | None], grad_o
         outs = outs if isinstance(outs, tuple | list) else (outs,)
         torch.autograd.backward([o for o in outs if o is not None][: len(grad_out)], grad_out)
         return [o.detach() for o in outs if o is not None] + [None if t is None else t.grad for t in inputs]
+
     return run
 
 
@@ -126,11 +136,24 @@ def scan_inputs(batch: int, dim: int, T: int, n: int):
     def r(*s, scale=1.0, shift=0.0):
         return (torch.randn(*s, generator=g) * scale + shift).to(DEVICE)
 
-    act = [r(batch, dim, T).to(DTYPE), r(batch, dim, T, scale=0.5, shift=-2.0).to(DTYPE),
-           r(batch, n, T).to(DTYPE), r(batch, n, T).to(DTYPE), r(batch, dim, T).to(DTYPE)]
+    act = [
+        r(batch, dim, T).to(DTYPE),
+        r(batch, dim, T, scale=0.5, shift=-2.0).to(DTYPE),
+        r(batch, n, T).to(DTYPE),
+        r(batch, n, T).to(DTYPE),
+        r(batch, dim, T).to(DTYPE),
+    ]
     A = -torch.arange(1, n + 1, dtype=torch.float32, device=DEVICE).repeat(dim, 1)  # S4D-real init
-    return dict(u=act[0], delta=act[1], A=A, B=act[2], C=act[3], D=torch.ones(dim, device=DEVICE), z=act[4],
-                delta_bias=r(dim, scale=0.1))
+    return dict(
+        u=act[0],
+        delta=act[1],
+        A=A,
+        B=act[2],
+        C=act[3],
+        D=torch.ones(dim, device=DEVICE),
+        z=act[4],
+        delta_bias=r(dim, scale=0.1),
+    )
 
 
 @pytest.mark.benchmark(group="selective_scan")
@@ -171,12 +194,21 @@ def test_selective_scan_fwd_bwd(benchmark):
         t_fwd_ref = cuda_time(lambda: reference(*plain), iters=3, warmup=1)
         t_fwd_compiled = cuda_time(lambda: compiled_ref(*plain))
     benchmark.pedantic(synced(run_fused), rounds=10, iterations=1, warmup_rounds=2)
-    report(benchmark, "selective_scan fwd+bwd B=1608 T=16 E=2048 N=16 bf16", t_fused, bytes_moved, t_ref, t_compiled,
-           {"10x_vs_reference": ("speedup_vs_reference", 10, True), "2x_vs_compile": ("speedup_vs_compile", 2, True)})
-    benchmark.extra_info.update(forward_ms=t_fwd * 1e3, forward_reference_ms=t_fwd_ref * 1e3,
-                                forward_compiled_ms=t_fwd_compiled * 1e3,
-                                forward_pct_of_hbm_limit=None if not hbm_limit() else
-                                100 * 2 * numel * 4 / t_fwd / hbm_limit())
+    report(
+        benchmark,
+        "selective_scan fwd+bwd B=1608 T=16 E=2048 N=16 bf16",
+        t_fused,
+        bytes_moved,
+        t_ref,
+        t_compiled,
+        {"10x_vs_reference": ("speedup_vs_reference", 10, True), "2x_vs_compile": ("speedup_vs_compile", 2, True)},
+    )
+    benchmark.extra_info.update(
+        forward_ms=t_fwd * 1e3,
+        forward_reference_ms=t_fwd_ref * 1e3,
+        forward_compiled_ms=t_fwd_compiled * 1e3,
+        forward_pct_of_hbm_limit=None if not hbm_limit() else 100 * 2 * numel * 4 / t_fwd / hbm_limit(),
+    )
 
 
 @pytest.mark.benchmark(group="selective_scan")
@@ -187,8 +219,15 @@ def test_selective_scan_forward_long_sequence(benchmark):
     args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
     out = selective_scan(*args, delta_softplus=True)
     if CUDA:
-        ref = selective_scan_ref(*[a[:1] if a.dim() == 3 else a for a in args[:2]], args[2],
-                                 *[a[:1] for a in args[3:5]], args[5], args[6][:1], args[7], True)[0]
+        ref = selective_scan_ref(
+            *[a[:1] if a.dim() == 3 else a for a in args[:2]],
+            args[2],
+            *[a[:1] for a in args[3:5]],
+            args[5],
+            args[6][:1],
+            args[7],
+            True,
+        )[0]
         check_close([out[:1]], [ref], "selective_scan T=4096")
         t = cuda_time(lambda: selective_scan(*args, delta_softplus=True))
         benchmark.pedantic(synced(lambda: selective_scan(*args, delta_softplus=True)), rounds=5, iterations=1)
@@ -247,8 +286,15 @@ def test_gated_linear_scan_forward(benchmark, impl):
     check_close([compiled()], [reference()], "compiled reference")
     t_compiled = cuda_time(compiled)
     benchmark.pedantic(synced(fused), rounds=20, iterations=1, warmup_rounds=2)
-    report(benchmark, f"gated_linear_scan fwd {list(x.shape)} bf16 impl={impl}", t_fused, 3 * x.numel() * 2, t_ref,
-           t_compiled, {"70pct_hbm": ("pct_of_hbm_limit", 70, True)})
+    report(
+        benchmark,
+        f"gated_linear_scan fwd {list(x.shape)} bf16 impl={impl}",
+        t_fused,
+        3 * x.numel() * 2,
+        t_ref,
+        t_compiled,
+        {"70pct_hbm": ("pct_of_hbm_limit", 70, True)},
+    )
     other_impls(benchmark, impl, t_fused, make_run)
 
 
@@ -267,8 +313,9 @@ def test_gated_linear_scan_fwd_bwd(benchmark, impl):
     check_close(run_fused(), run_ref(), f"gated_linear_scan fwd+bwd impl={impl}")
     if not CUDA:
         benchmark.pedantic(synced(run_fused), rounds=3, iterations=1)
-        report(benchmark, f"gated_linear_scan fwd+bwd impl={impl} (cpu, Triton interpreter)", cpu_median(benchmark),
-               None)
+        report(
+            benchmark, f"gated_linear_scan fwd+bwd impl={impl} (cpu, Triton interpreter)", cpu_median(benchmark), None
+        )
         return
     t_fused = cuda_time(run_fused)
     t_ref = cuda_time(run_ref, iters=3)
@@ -277,8 +324,15 @@ def test_gated_linear_scan_fwd_bwd(benchmark, impl):
     t_compiled = cuda_time(run_compiled)
     # fwd: x, a in, h out; bwd: dout, a, h in, dx, da out
     benchmark.pedantic(synced(run_fused), rounds=10, iterations=1, warmup_rounds=2)
-    report(benchmark, f"gated_linear_scan fwd+bwd {list(x.shape)} bf16 impl={impl}", t_fused, 8 * x.numel() * 2,
-           t_ref, t_compiled, {"60pct_hbm": ("pct_of_hbm_limit", 60, True)})
+    report(
+        benchmark,
+        f"gated_linear_scan fwd+bwd {list(x.shape)} bf16 impl={impl}",
+        t_fused,
+        8 * x.numel() * 2,
+        t_ref,
+        t_compiled,
+        {"60pct_hbm": ("pct_of_hbm_limit", 60, True)},
+    )
     other_impls(benchmark, impl, t_fused, make_run)
 
 
@@ -326,8 +380,14 @@ def test_selective_state_update_step(benchmark, state_dtype):
     t_eager = cuda_time(step, iters=50)
     t_ref = cuda_time(lambda: step("reference"), iters=20)
     benchmark.pedantic(synced(graph.replay), rounds=50, iterations=1, warmup_rounds=5)
-    report(benchmark, f"selective_state_update 201x2048x16 {short} state (CUDA graph)", t_graph, bytes_moved, t_ref,
-           targets={"10us_per_layer": ("fused_ms", 0.010, False)})
+    report(
+        benchmark,
+        f"selective_state_update 201x2048x16 {short} state (CUDA graph)",
+        t_graph,
+        bytes_moved,
+        t_ref,
+        targets={"10us_per_layer": ("fused_ms", 0.010, False)},
+    )
     benchmark.extra_info["eager_launch_ms"] = t_eager * 1e3
     limit = hbm_limit()
     if limit:  # reading and writing the state is a floor no kernel beats unless the state sits in L2
@@ -355,8 +415,13 @@ def test_causal_conv1d_update_step(benchmark):
     t_graph = cuda_time(graph.replay, iters=50)
     t_ref = cuda_time(lambda: causal_conv1d_update(x, state, w, b, "silu", backend="reference"), iters=20)
     benchmark.pedantic(synced(graph.replay), rounds=50, iterations=1, warmup_rounds=5)
-    report(benchmark, "causal_conv1d_update 201x2048 W=4 (CUDA graph)", t_graph, 2 * state.numel() * 2 + 2 * x.numel()
-           * 2, t_ref)
+    report(
+        benchmark,
+        "causal_conv1d_update 201x2048 W=4 (CUDA graph)",
+        t_graph,
+        2 * state.numel() * 2 + 2 * x.numel() * 2,
+        t_ref,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,5 +473,4 @@ def test_gated_blend_fwd_bwd(benchmark):
     t_compiled = cuda_time(run_compiled)
     benchmark.pedantic(synced(run_fused), rounds=20, iterations=1, warmup_rounds=2)
     # fwd: a, b, l in, out; bwd: a, b, l, dout in, da, db, dl out
-    report(benchmark, f"gated_blend fwd+bwd {list(shape)} bf16", t_fused, 11 * math.prod(shape) * 2, t_ref,
-           t_compiled)
+    report(benchmark, f"gated_blend fwd+bwd {list(shape)} bf16", t_fused, 11 * math.prod(shape) * 2, t_ref, t_compiled)

@@ -93,8 +93,9 @@ def test_selective_state_update_config(benchmark, config, state_dtype, monkeypat
     monkeypatch.setattr(ops, "STEP_BLOCK_D", block_d)
     monkeypatch.setattr(ops, "STEP_NUM_WARPS", warps)
     tokens, dim, n = (201, 2048, 16) if CUDA else (4, 300, 16)  # 300: a partial last tile for every block size
-    step, bytes_moved = state_update_case(tokens, dim, n, state_dtype, "triton",
-                                          f"selective_state_update config {config}")
+    step, bytes_moved = state_update_case(
+        tokens, dim, n, state_dtype, "triton", f"selective_state_update config {config}"
+    )
     short = str(state_dtype).removeprefix("torch.")
     benchmark.group = f"selective_state_update_config_{short}"  # each state dtype compared with its own default
     label = f"selective_state_update {config} (channels={block_d} warps={warps}) {short} state"

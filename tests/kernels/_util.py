@@ -53,8 +53,13 @@ def assert_all_close(actual, expected, dtype: torch.dtype, kind: str, names: Seq
         # gradients of reductions (dA, dD, ...) sum many terms: scale atol with their magnitude
         scale = max(1.0, e.float().abs().max().item()) if kind == "bwd" and e.numel() else 1.0
         t = tol(dtype, kind)
-        torch.testing.assert_close(a.float(), e.float(), atol=t["atol"] * scale, rtol=t["rtol"],
-                                   msg=lambda m, n=name: f"{n} ({kind}, {dtype}): {m}")
+        torch.testing.assert_close(
+            a.float(),
+            e.float(),
+            atol=t["atol"] * scale,
+            rtol=t["rtol"],
+            msg=lambda m, n=name: f"{n} ({kind}, {dtype}): {m}",
+        )
 
 
 SM90_PRELUDE = r"""
@@ -87,7 +92,8 @@ def run_sm90(script: str, cwd) -> str:
     A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter."""
     pytest.importorskip("triton.backends.nvidia")
     env = dict(os.environ, TRITON_INTERPRET="0")
-    run = subprocess.run([sys.executable, "-c", SM90_PRELUDE + script], env=env, capture_output=True, text=True,
-                         timeout=300, cwd=cwd)
+    run = subprocess.run(
+        [sys.executable, "-c", SM90_PRELUDE + script], env=env, capture_output=True, text=True, timeout=300, cwd=cwd
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout

@@ -14,8 +14,10 @@ import pytest
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("TRITON_INTERPRET") == "1":
         return
-    skip = pytest.mark.skip(reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (set only on CPU-only machines); "
-                                   "the cuda-marked tests run the kernels on this GPU")
+    skip = pytest.mark.skip(
+        reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (set only on CPU-only machines); "
+        "the cuda-marked tests run the kernels on this GPU"
+    )
     for item in items:
         if "cuda" in item.keywords or "tests/kernels" not in str(item.path).replace(os.sep, "/"):
             continue

@@ -15,8 +15,12 @@ NAMES = ["x", "weight", "bias", "initial_state"]
 
 def make_inputs(batch=2, dim=37, T=9, width=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, dim, T, generator=g), torch.randn(dim, width, generator=g) * 0.5,
-            torch.randn(dim, generator=g), torch.randn(batch, dim, width - 1, generator=g)]
+    return [
+        torch.randn(batch, dim, T, generator=g),
+        torch.randn(dim, width, generator=g) * 0.5,
+        torch.randn(dim, generator=g),
+        torch.randn(batch, dim, width - 1, generator=g),
+    ]
 
 
 def fn(backend, activation="silu", **kw):
@@ -24,6 +28,7 @@ def fn(backend, activation="silu", **kw):
         if backend == "oracle":
             return causal_conv1d_ref(x, w, b, h0, activation, **kw)
         return causal_conv1d(x, w, b, h0, activation, True, backend=backend, **kw)
+
     return run
 
 
@@ -75,8 +80,9 @@ def test_steps_equal_one_call():
         torch.testing.assert_close(torch.stack(steps, -1), whole, **tol(torch.float32))
         torch.testing.assert_close(state[..., 1:], final, **tol(torch.float32))
         multi = torch.cat([torch.zeros(2, 37, 1), h0], -1)
-        torch.testing.assert_close(causal_conv1d_update(x, multi, w, b, "silu", backend=backend), whole,
-                                   **tol(torch.float32))
+        torch.testing.assert_close(
+            causal_conv1d_update(x, multi, w, b, "silu", backend=backend), whole, **tol(torch.float32)
+        )
 
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
@@ -124,8 +130,10 @@ def test_opcheck_compile_gradcheck_reference():
     x = leaves(make_inputs(batch=2, dim=3, T=4))
     torch.library.opcheck(torch.ops.coldstream.causal_conv1d_fwd.default, (*x, None, True, "reference"))
     state = torch.randn(2, 3, 3)
-    torch.library.opcheck(torch.ops.coldstream.causal_conv1d_update.default,
-                          (torch.randn(2, 3, 1), state, x[1].detach(), x[2].detach(), True, "reference"))
+    torch.library.opcheck(
+        torch.ops.coldstream.causal_conv1d_update.default,
+        (torch.randn(2, 3, 1), state, x[1].detach(), x[2].detach(), True, "reference"),
+    )
     compiled = torch.compile(fn("reference"), fullgraph=True, backend="aot_eager")
     outs, grads = forward_backward(compiled, leaves(x))
     ref_outs, ref_grads = forward_backward(fn("reference"), leaves(x))

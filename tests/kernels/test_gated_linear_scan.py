@@ -33,6 +33,7 @@ def fn(backend, log_gates=False, impl="auto", resets=None, **kw):
         if backend == "oracle":
             return gated_linear_scan_ref(x, a, h0, resets, log_gates=log_gates, **kw)
         return gated_linear_scan(x, a, h0, True, resets, log_gates=log_gates, backend=backend, impl=impl, **kw)
+
     return run
 
 
@@ -88,8 +89,10 @@ def test_resets_equal_separate_calls_with_gradients(backend, impl, log_gates):
     cuts = [0, 3, ops.CHUNK_T, T]
 
     def separate(x, a, h0):
-        parts = [gated_linear_scan_ref(x[:1, lo:hi], a[:1, lo:hi], h0[:1] if lo == 0 else None, log_gates=log_gates)
-                 for lo, hi in itertools.pairwise(cuts)]
+        parts = [
+            gated_linear_scan_ref(x[:1, lo:hi], a[:1, lo:hi], h0[:1] if lo == 0 else None, log_gates=log_gates)
+            for lo, hi in itertools.pairwise(cuts)
+        ]
         last = gated_linear_scan_ref(x[1:], a[1:], log_gates=log_gates)
         return torch.cat([torch.cat([p[0] for p in parts], 1), last[0]]), torch.cat([parts[-1][1], last[1]])
 
@@ -109,8 +112,10 @@ def test_varlen_equals_separate_calls_with_gradients(backend, impl):
     h0 = torch.randn(n_seq, 6)
 
     def separate(x, a, h0):
-        parts = [gated_linear_scan_ref(x[:, bounds[s] : bounds[s + 1]], a[:, bounds[s] : bounds[s + 1]],
-                                       h0[s : s + 1]) for s in range(n_seq)]
+        parts = [
+            gated_linear_scan_ref(x[:, bounds[s] : bounds[s + 1]], a[:, bounds[s] : bounds[s + 1]], h0[s : s + 1])
+            for s in range(n_seq)
+        ]
         return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts])
 
     outs, grads = forward_backward(fn(backend, impl=impl, cu_seqlens=cu), leaves([x, a, h0]))
@@ -144,8 +149,9 @@ def test_impl_choice_is_checked_and_never_falls_back():
 def test_opcheck_compile_gradcheck_reference():
     x = leaves(make_inputs(batch=2, T=3, dim=4))
     torch.library.opcheck(torch.ops.coldstream.gated_linear_scan_fwd.default, (*x, None, None, False, "reference"))
-    torch.library.opcheck(torch.ops.coldstream.gated_linear_scan_fwd.default,
-                          (*x, None, None, False, "reference", "chunk"))
+    torch.library.opcheck(
+        torch.ops.coldstream.gated_linear_scan_fwd.default, (*x, None, None, False, "reference", "chunk")
+    )
     compiled = torch.compile(fn("reference"), fullgraph=True, backend="aot_eager")
     outs, grads = forward_backward(compiled, leaves(x))
     ref_outs, ref_grads = forward_backward(fn("reference"), leaves(x))

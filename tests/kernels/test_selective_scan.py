@@ -31,16 +31,15 @@ def make_inputs(batch=2, dim=20, T=19, n=8, groups=None, full=True, seed=0):
 
 
 def cast(inputs: dict, dtype: torch.dtype) -> list:
-    return [None if inputs[k] is None else inputs[k].to(dtype if k in LOW_PRECISION else torch.float32)
-            for k in NAMES]
+    return [None if inputs[k] is None else inputs[k].to(dtype if k in LOW_PRECISION else torch.float32) for k in NAMES]
 
 
 def scan_fn(backend, softplus=True, **kw):
     def fn(u, delta, A, B, C, D, z, delta_bias, initial_state):
         if backend == "oracle":
             return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, softplus, initial_state, **kw)
-        return selective_scan(u, delta, A, B, C, D, z, delta_bias, softplus, True, initial_state, backend=backend,
-                              **kw)
+        return selective_scan(u, delta, A, B, C, D, z, delta_bias, softplus, True, initial_state, backend=backend, **kw)
+
     return fn
 
 
@@ -97,10 +96,34 @@ def test_two_segments_equal_whole_with_gradients(backend):
         return selective_scan(u, delta, A, B, C, D, z, bias, True, True, h0, backend=backend)
 
     def segments(u, delta, A, B, C, D, z, bias, h0):
-        first, mid = selective_scan(u[..., :cut], delta[..., :cut], A, B[..., :cut], C[..., :cut], D, z[..., :cut],
-                                    bias, True, True, h0, backend=backend)
-        second, last = selective_scan(u[..., cut:], delta[..., cut:], A, B[..., cut:], C[..., cut:], D,
-                                      z[..., cut:], bias, True, True, mid, backend=backend)
+        first, mid = selective_scan(
+            u[..., :cut],
+            delta[..., :cut],
+            A,
+            B[..., :cut],
+            C[..., :cut],
+            D,
+            z[..., :cut],
+            bias,
+            True,
+            True,
+            h0,
+            backend=backend,
+        )
+        second, last = selective_scan(
+            u[..., cut:],
+            delta[..., cut:],
+            A,
+            B[..., cut:],
+            C[..., cut:],
+            D,
+            z[..., cut:],
+            bias,
+            True,
+            True,
+            mid,
+            backend=backend,
+        )
         return torch.cat([first, second], -1), last
 
     x = cast(make_inputs(T=21), torch.float32)
@@ -118,14 +141,15 @@ def test_resets_equal_separate_calls():
     resets[1, 0] = True  # a reset at t = 0 drops the initial state
     out, last = selective_scan(*x[:8], True, True, x[8], resets=resets, backend="triton")
     u, delta, A, B, C, D, z, bias, h0 = x
-    row0a = selective_scan_ref(u[:1, :, :5], delta[:1, :, :5], A, B[:1, :, :5], C[:1, :, :5], D, z[:1, :, :5],
-                               bias, True, h0[:1])[0]
-    row0b, last0 = selective_scan_ref(u[:1, :, 5:], delta[:1, :, 5:], A, B[:1, :, 5:], C[:1, :, 5:], D,
-                                      z[:1, :, 5:], bias, True, None)
+    row0a = selective_scan_ref(
+        u[:1, :, :5], delta[:1, :, :5], A, B[:1, :, :5], C[:1, :, :5], D, z[:1, :, :5], bias, True, h0[:1]
+    )[0]
+    row0b, last0 = selective_scan_ref(
+        u[:1, :, 5:], delta[:1, :, 5:], A, B[:1, :, 5:], C[:1, :, 5:], D, z[:1, :, 5:], bias, True, None
+    )
     row1, last1 = selective_scan_ref(u[1:], delta[1:], A, B[1:], C[1:], D, z[1:], bias, True, None)
     torch.testing.assert_close(out, torch.cat([torch.cat([row0a, row0b], -1), row1]), **tol(torch.float32, "fwd"))
     torch.testing.assert_close(last, torch.cat([last0, last1]), **tol(torch.float32, "fwd"))
-
 
 
 @pytest.mark.parametrize("backend", ["triton", "reference"])
@@ -142,6 +166,7 @@ def test_resets_gradients_match_oracle(backend):
     assert_all_close(outs, ref_outs, torch.float32, "fwd")
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 
+
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_varlen_equals_separate_calls_with_gradients(backend):
     bounds = [0, 4, 4, 21, 26]  # includes an empty sequence and one longer than a chunk
@@ -157,8 +182,9 @@ def test_varlen_equals_separate_calls_with_gradients(backend):
         outs, lasts = [], []
         for s in range(4):
             sl = slice(bounds[s], bounds[s + 1])
-            o, last = selective_scan_ref(u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl], D, z[..., sl], bias,
-                                         True, h0[s : s + 1])
+            o, last = selective_scan_ref(
+                u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl], D, z[..., sl], bias, True, h0[s : s + 1]
+            )
             outs.append(o)
             lasts.append(last)
         return torch.cat(outs, -1), torch.cat(lasts)
@@ -176,8 +202,12 @@ def test_single_steps_equal_one_call(groups):
     out, last = selective_scan(u, delta, A, B, C, D, z, bias, True, True, h0, backend="reference")
     for backend in ("triton", "reference"):
         state = h0.clone()
-        steps = [selective_state_update(state, u[..., t], delta[..., t], A, B[..., t], C[..., t], D, z[..., t], bias,
-                                        True, backend=backend) for t in range(5)]
+        steps = [
+            selective_state_update(
+                state, u[..., t], delta[..., t], A, B[..., t], C[..., t], D, z[..., t], bias, True, backend=backend
+            )
+            for t in range(5)
+        ]
         torch.testing.assert_close(torch.stack(steps, -1), out, **tol(torch.float32, "fwd"))
         torch.testing.assert_close(state, last, **tol(torch.float32, "fwd"))
 
@@ -186,14 +216,25 @@ def test_step_low_precision_keeps_fp32_state():
     x = cast(make_inputs(batch=2, dim=16, T=1, n=8), torch.bfloat16)
     u, delta, A, B, C, D, z, bias, h0 = x
     s_tri, s_ref = h0.clone(), h0.clone()
-    o_tri = selective_state_update(s_tri, u[..., 0], delta[..., 0], A, B[..., 0], C[..., 0], D, z[..., 0], bias, True,
-                                   backend="triton")
-    o_ref = selective_state_update(s_ref, u[..., 0].float(), delta[..., 0].float(), A, B[..., 0].float(),
-                                   C[..., 0].float(), D, z[..., 0].float(), bias, True, backend="reference")
+    o_tri = selective_state_update(
+        s_tri, u[..., 0], delta[..., 0], A, B[..., 0], C[..., 0], D, z[..., 0], bias, True, backend="triton"
+    )
+    o_ref = selective_state_update(
+        s_ref,
+        u[..., 0].float(),
+        delta[..., 0].float(),
+        A,
+        B[..., 0].float(),
+        C[..., 0].float(),
+        D,
+        z[..., 0].float(),
+        bias,
+        True,
+        backend="reference",
+    )
     assert o_tri.dtype == torch.bfloat16 and s_tri.dtype == torch.float32
     torch.testing.assert_close(o_tri.float(), o_ref, **tol(torch.bfloat16, "fwd"))
     torch.testing.assert_close(s_tri, s_ref, **tol(torch.float32, "fwd"))
-
 
 
 def test_step_updates_a_bf16_state_in_its_dtype():
@@ -207,6 +248,7 @@ def test_step_updates_a_bf16_state_in_its_dtype():
     torch.testing.assert_close(s_tri.float(), s_ref.float(), **tol(torch.bfloat16, "fwd"))
     torch.testing.assert_close(o_tri.float(), o_ref.float(), **tol(torch.bfloat16, "fwd"))
 
+
 def _op_args(x, backend="reference"):
     u, delta, A, B, C, D, z, bias, h0 = x
     return (u, delta, A, B.unsqueeze(1), C.unsqueeze(1), D, z, bias, h0, None, None, u.shape[-1], True, backend)
@@ -219,8 +261,19 @@ def test_opcheck_reference():
     state = y[8].clone()
     torch.library.opcheck(
         torch.ops.coldstream.selective_state_update.default,
-        (state, y[0][..., 0], y[1][..., 0], y[2], y[3][:, None, :, 0], y[4][:, None, :, 0], y[5], y[6][..., 0], y[7],
-         True, "reference"),
+        (
+            state,
+            y[0][..., 0],
+            y[1][..., 0],
+            y[2],
+            y[3][:, None, :, 0],
+            y[4][:, None, :, 0],
+            y[5],
+            y[6][..., 0],
+            y[7],
+            True,
+            "reference",
+        ),
     )
 
 
@@ -244,8 +297,10 @@ def test_opcheck_and_compile_reference_with_cu_seqlens():
     inputs["initial_state"] = torch.randn(3, 4, 2)
     x = cast(inputs, torch.float32)
     u, delta, A, B, C, D, z, bias, h0 = leaves(x)
-    torch.library.opcheck(torch.ops.coldstream.selective_scan_fwd.default,
-                          (u, delta, A, B[:, None], C[:, None], D, z, bias, h0, None, cu, 3, True, "reference"))
+    torch.library.opcheck(
+        torch.ops.coldstream.selective_scan_fwd.default,
+        (u, delta, A, B[:, None], C[:, None], D, z, bias, h0, None, cu, 3, True, "reference"),
+    )
     compiled = torch.compile(scan_fn("reference", cu_seqlens=cu, max_seqlen=3), fullgraph=True, backend="aot_eager")
     outs, grads = forward_backward(compiled, leaves(x))
     ref_outs, ref_grads = forward_backward(scan_fn("reference", cu_seqlens=cu), leaves(x))
@@ -279,8 +334,9 @@ def test_cuda_triton_matches_reference(T):
     for dtype in (torch.float32, torch.bfloat16):
         lp = [None if t is None else t.cuda() for t in cast(inputs, dtype)]
         outs, grads = forward_backward(scan_fn("triton"), leaves(lp))
-        ref_outs, ref_grads = forward_backward(scan_fn("oracle"), leaves([None if t is None else t.float()
-                                                                         for t in lp]))
+        ref_outs, ref_grads = forward_backward(
+            scan_fn("oracle"), leaves([None if t is None else t.float() for t in lp])
+        )
         assert_all_close(outs, ref_outs, dtype, "fwd")
         assert_all_close(grads, ref_grads, dtype, "bwd", NAMES)
 
@@ -304,17 +360,23 @@ def test_cuda_graph_replay_equals_eager_step():
     x = [None if t is None else t.cuda() for t in cast(make_inputs(batch=201, dim=512, T=3, n=16), torch.bfloat16)]
     u, delta, A, B, C, D, z, bias, h0 = x
     state_eager = h0.clone()
-    eager = [selective_state_update(state_eager, u[..., t], delta[..., t], A, B[..., t], C[..., t], D, z[..., t], bias,
-                                    True, backend="triton") for t in range(3)]
+    eager = [
+        selective_state_update(
+            state_eager, u[..., t], delta[..., t], A, B[..., t], C[..., t], D, z[..., t], bias, True, backend="triton"
+        )
+        for t in range(3)
+    ]
     state = h0.clone()
     static = [t[..., 0].clone() for t in (u, delta, B, C, z)]
-    selective_state_update(state.clone(), static[0], static[1], A, static[2], static[3], D, static[4], bias, True,
-                           backend="triton")  # compile outside the capture
+    selective_state_update(
+        state.clone(), static[0], static[1], A, static[2], static[3], D, static[4], bias, True, backend="triton"
+    )  # compile outside the capture
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = selective_state_update(state, static[0], static[1], A, static[2], static[3], D, static[4], bias, True,
-                                     backend="triton")
+        out = selective_state_update(
+            state, static[0], static[1], A, static[2], static[3], D, static[4], bias, True, backend="triton"
+        )
     for t in range(3):
         for buf, src in zip(static, (u, delta, B, C, z), strict=True):
             buf.copy_(src[..., t])

@@ -27,8 +27,9 @@ def test_integer_resets_are_refused(op):
 
 
 @pytest.mark.parametrize("op", ["selective_scan", "gated_linear_scan", "causal_conv1d"])
-@pytest.mark.parametrize(("bounds", "why"), [([0, 4, 9], "end at T = 10"), ([1, 4, 10], "start at 0"),
-                                             ([0, 6, 4, 10], "non-decreasing")])
+@pytest.mark.parametrize(
+    ("bounds", "why"), [([0, 4, 9], "end at T = 10"), ([1, 4, 10], "start at 0"), ([0, 6, 4, 10], "non-decreasing")]
+)
 def test_bad_cu_seqlens_are_refused(op, bounds, why):
     with pytest.raises(ValueError, match=why):
         _calls(cu_seqlens=torch.tensor(bounds))[op]()

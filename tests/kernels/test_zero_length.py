@@ -27,8 +27,9 @@ def test_zero_length_hands_the_state_through(backend):
     torch.testing.assert_close(s0.grad, torch.full_like(s0, 3.0))
 
     c0 = torch.randn(2, 4, 3, requires_grad=True)
-    conv_out, final = causal_conv1d(torch.randn(2, 4, 0), torch.randn(4, 4), None, c0, return_final_state=True,
-                                    backend=backend)
+    conv_out, final = causal_conv1d(
+        torch.randn(2, 4, 0), torch.randn(4, 4), None, c0, return_final_state=True, backend=backend
+    )
     assert conv_out.shape == (2, 4, 0)
     torch.testing.assert_close(final, c0.detach())
     final.sum().backward()

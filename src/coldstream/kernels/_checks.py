@@ -23,17 +23,17 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def check_varlen(
-    batch: int, T: int, resets: torch.Tensor | None, cu_seqlens: torch.Tensor | None
-) -> int:
+def check_varlen(batch: int, T: int, resets: torch.Tensor | None, cu_seqlens: torch.Tensor | None) -> int:
     """Validate ``resets [B, T]`` / ``cu_seqlens [S + 1]``; return the number of sequences carrying a state."""
     if resets is not None and cu_seqlens is not None:
         raise ValueError("pass either resets or cu_seqlens, not both")
     if resets is not None:
         expect("resets", resets, (batch, T), "[B, T]")
         if resets.dtype != torch.bool:  # ~ on an integer mask is not a logical not: the reference would be wrong
-            raise ValueError(f"resets must be a bool mask [B, T] (True where a sequence starts), got {resets.dtype}; "
-                             "pass resets.bool() or resets != 0")
+            raise ValueError(
+                f"resets must be a bool mask [B, T] (True where a sequence starts), got {resets.dtype}; "
+                "pass resets.bool() or resets != 0"
+            )
     if cu_seqlens is None:
         return batch
     if batch != 1:
@@ -45,8 +45,9 @@ def check_varlen(
     return cu_seqlens.numel() - 1  # what it holds: check_cu_seqlens
 
 
-def check_cu_seqlens(cu_seqlens: torch.Tensor, T: int, max_seqlen: int | None = None, *,
-                     may_sync: bool = False) -> int | None:
+def check_cu_seqlens(
+    cu_seqlens: torch.Tensor, T: int, max_seqlen: int | None = None, *, may_sync: bool = False
+) -> int | None:
     """Check what ``cu_seqlens`` holds (0 first, T last, non-decreasing, no sequence longer than ``max_seqlen``) and
     return the longest sequence (``max_seqlen`` when given).
 
@@ -93,8 +94,14 @@ def packed_steps(cu_seqlens: torch.Tensor, T: int) -> PackedSteps:
 
 
 def entering_states(
-    batch: int, T: int, state_shape: tuple[int, ...], initial_state: torch.Tensor | None,
-    resets: torch.Tensor | None, cu_seqlens: torch.Tensor | None, dtype: torch.dtype, device: torch.device,
+    batch: int,
+    T: int,
+    state_shape: tuple[int, ...],
+    initial_state: torch.Tensor | None,
+    resets: torch.Tensor | None,
+    cu_seqlens: torch.Tensor | None,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """For the references: ``(starts [B, T] bool, entering [B, T, *state_shape])``, i.e. where a sequence starts the
     state entering step t is ``entering[:, t]`` instead of h_{t-1}: zero after a reset, a packed sequence's initial

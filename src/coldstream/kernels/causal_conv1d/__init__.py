@@ -88,19 +88,27 @@ def causal_conv1d_update(
     if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
         raise ValueError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
     if conv_state.dim() != 3 or conv_state.shape[:2] != (batch, dim) or conv_state.shape[2] < weight.shape[1] - 1:
-        raise ValueError(f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got "
-                         f"{list(conv_state.shape)}")
+        raise ValueError(
+            f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got {list(conv_state.shape)}"
+        )
     expect("bias", bias, (dim,), "[D]")
     act = "silu" if activation in ("silu", "swish") else None
     be = resolve_backend("causal_conv1d_update", backend, [x, conv_state, weight, bias])
     if be == "reference":
         return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
     if conv_state.shape[2] == 0:
-        raise ValueError("causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
-                         "conv carries no state: use backend='reference')")
+        raise ValueError(
+            "causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
+            "conv carries no state: use backend='reference')"
+        )
 
     return causal_conv1d_update_triton(x, conv_state, weight, bias, act)
 
 
-__all__ = ["CausalConv1dOutput", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update",
-           "causal_conv1d_update_ref"]
+__all__ = [
+    "CausalConv1dOutput",
+    "causal_conv1d",
+    "causal_conv1d_ref",
+    "causal_conv1d_update",
+    "causal_conv1d_update_ref",
+]

@@ -19,13 +19,15 @@ def _load_xx(x_ptr, init_ptr, row, offs_d, mask_d, p, T, DIM, W: tl.constexpr, H
     in_x = (p >= W - 1) & (p < T + W - 1)
     xv = tl.load(
         x_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + (p - (W - 1))[None, :],
-        mask=mask_d[:, None] & in_x[None, :], other=0.0,
+        mask=mask_d[:, None] & in_x[None, :],
+        other=0.0,
     ).to(tl.float32)
     if HAS_INIT:
         in_s = (p >= 0) & (p < W - 1)
         sv = tl.load(
             init_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1) + p[None, :],
-            mask=mask_d[:, None] & in_s[None, :], other=0.0,
+            mask=mask_d[:, None] & in_s[None, :],
+            other=0.0,
         ).to(tl.float32)
         xv += sv
     return xv
@@ -33,10 +35,21 @@ def _load_xx(x_ptr, init_ptr, row, offs_d, mask_d, p, T, DIM, W: tl.constexpr, H
 
 @triton.jit
 def causal_conv1d_fwd_kernel(
-    x_ptr, w_ptr, bias_ptr, init_ptr, lo_ptr, out_ptr,
-    T, DIM,
-    W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_LO: tl.constexpr, SILU: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    bias_ptr,
+    init_ptr,
+    lo_ptr,
+    out_ptr,
+    T,
+    DIM,
+    W: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_INIT: tl.constexpr,
+    HAS_LO: tl.constexpr,
+    SILU: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -59,16 +72,37 @@ def causal_conv1d_fwd_kernel(
         acc += wk[:, None] * xv
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    tl.store(out_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + t[None, :],
-             acc.to(out_ptr.dtype.element_ty), mask=mask_d[:, None] & mask_t[None, :])
+    tl.store(
+        out_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + t[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=mask_d[:, None] & mask_t[None, :],
+    )
 
 
 @triton.jit
 def causal_conv1d_bwd_kernel(
-    x_ptr, w_ptr, bias_ptr, init_ptr, lo_ptr, dout_ptr, dfinal_ptr, dx_ptr, dinit_ptr, dw_ptr, dbias_ptr,
-    T, DIM, ROWS, ROWS_PER_PROGRAM,
-    W: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_LO: tl.constexpr, SILU: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    bias_ptr,
+    init_ptr,
+    lo_ptr,
+    dout_ptr,
+    dfinal_ptr,
+    dx_ptr,
+    dinit_ptr,
+    dw_ptr,
+    dbias_ptr,
+    T,
+    DIM,
+    ROWS,
+    ROWS_PER_PROGRAM,
+    W: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_INIT: tl.constexpr,
+    HAS_LO: tl.constexpr,
+    SILU: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
 ):
     # Over padded positions p: dxx[p] = sum_k w[k] gpre[p - k] [p >= lo[p - k]] (+ dfinal for the last W - 1),
@@ -105,8 +139,9 @@ def causal_conv1d_bwd_kernel(
                         wj = tl.load(w_ptr + offs_d * W + j, mask=mask_d, other=0.0).to(tl.float32)
                         pre += wj[:, None] * xv
                     m2 = mask_d[:, None] & mask_t[None, :]
-                    g = tl.load(dout_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + t[None, :], mask=m2,
-                                other=0.0).to(tl.float32)
+                    g = tl.load(
+                        dout_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + t[None, :], mask=m2, other=0.0
+                    ).to(tl.float32)
                     if SILU:
                         s = tl.sigmoid(pre)
                         g = g * s * (1.0 + pre * (1.0 - s))
@@ -123,20 +158,33 @@ def causal_conv1d_bwd_kernel(
                     # final state j holds xx[T + j] (masked by lo[T - 1]); its gradient joins there
                     j = p - T
                     in_f = (j >= 0) & (j < W - 1)
-                    df = tl.load(dfinal_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1)
-                                 + j[None, :], mask=mask_d[:, None] & in_f[None, :], other=0.0).to(tl.float32)
+                    df = tl.load(
+                        dfinal_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1) + j[None, :],
+                        mask=mask_d[:, None] & in_f[None, :],
+                        other=0.0,
+                    ).to(tl.float32)
                     if HAS_LO:
                         lo_last = tl.load(lo_ptr + row * T + T - 1)
                         df = tl.where((p >= lo_last)[None, :], df, 0.0)
                     dxx += df
                 in_x = (p >= W - 1) & (p < T + W - 1)
-                tl.store(dx_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + (p - (W - 1))[None, :],
-                         dxx.to(dx_ptr.dtype.element_ty), mask=mask_d[:, None] & in_x[None, :])
+                tl.store(
+                    dx_ptr + row * DIM * T + offs_d.to(tl.int64)[:, None] * T + (p - (W - 1))[None, :],
+                    dxx.to(dx_ptr.dtype.element_ty),
+                    mask=mask_d[:, None] & in_x[None, :],
+                )
                 if HAS_INIT:
                     in_s = (p >= 0) & (p < W - 1)
-                    tl.store(dinit_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1) + p[None, :],
-                             dxx.to(dinit_ptr.dtype.element_ty), mask=mask_d[:, None] & in_s[None, :])
-    tl.atomic_add(dw_ptr + offs_d[:, None] * W + offs_w[None, :], dw_acc, mask=mask_d[:, None] & (offs_w < W)[None, :],
-                  sem="relaxed")
+                    tl.store(
+                        dinit_ptr + row * DIM * (W - 1) + offs_d.to(tl.int64)[:, None] * (W - 1) + p[None, :],
+                        dxx.to(dinit_ptr.dtype.element_ty),
+                        mask=mask_d[:, None] & in_s[None, :],
+                    )
+    tl.atomic_add(
+        dw_ptr + offs_d[:, None] * W + offs_w[None, :],
+        dw_acc,
+        mask=mask_d[:, None] & (offs_w < W)[None, :],
+        sem="relaxed",
+    )
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + offs_d, db_acc, mask=mask_d, sem="relaxed")

@@ -66,9 +66,22 @@ def causal_conv1d_fwd(
     bd, bt = _blocks(dim, T)
     grid = (batch, triton.cdiv(dim, bd), triton.cdiv(T, bt))
     wrap_triton(causal_conv1d_fwd_kernel)[grid](
-        x, weight, bias, initial_state, lo, out, T, dim,
-        W=width, BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, HAS_INIT=initial_state is not None,
-        HAS_LO=lo is not None, SILU=silu, num_warps=NUM_WARPS,
+        x,
+        weight,
+        bias,
+        initial_state,
+        lo,
+        out,
+        T,
+        dim,
+        W=width,
+        BLOCK_D=bd,
+        BLOCK_T=bt,
+        HAS_BIAS=bias is not None,
+        HAS_INIT=initial_state is not None,
+        HAS_LO=lo is not None,
+        SILU=silu,
+        num_warps=NUM_WARPS,
     )
     return out, _final_state(x, initial_state, lo, width)
 
@@ -90,8 +103,12 @@ def causal_conv1d_bwd(
         dx, dw, db, dinit = causal_conv1d_bwd_ref(
             dout, dfinal, x, weight, bias, initial_state, "silu" if silu else None, resets
         )
-        return (dx.to(x.dtype, copy=True), dw.to(weight.dtype), x.new_empty(0) if db is None else db.to(bias.dtype),
-                x.new_empty(0) if dinit is None else dinit.to(initial_state.dtype, copy=True))
+        return (
+            dx.to(x.dtype, copy=True),
+            dw.to(weight.dtype),
+            x.new_empty(0) if db is None else db.to(bias.dtype),
+            x.new_empty(0) if dinit is None else dinit.to(initial_state.dtype, copy=True),
+        )
     batch, dim, T = x.shape
     width = weight.shape[1]
     lo = segment_lo(resets, batch, T, width, x.device) if resets is not None else None
@@ -104,10 +121,30 @@ def causal_conv1d_bwd(
     rows = max(1, min(MAX_ROWS, int(batch * n_dblocks) // PROGRAMS_PER_ROW_GROUP))
     grid = (triton.cdiv(batch, rows), n_dblocks)
     wrap_triton(causal_conv1d_bwd_kernel)[grid](
-        x, weight, bias, initial_state, lo, dout, dfinal, dx, dinit, dw, db,
-        T, dim, batch, rows,
-        W=width, BLOCK_D=bd, BLOCK_T=bt, HAS_BIAS=bias is not None, HAS_INIT=initial_state is not None,
-        HAS_LO=lo is not None, SILU=silu, HAS_DFINAL=dfinal is not None and width > 1, num_warps=NUM_WARPS,
+        x,
+        weight,
+        bias,
+        initial_state,
+        lo,
+        dout,
+        dfinal,
+        dx,
+        dinit,
+        dw,
+        db,
+        T,
+        dim,
+        batch,
+        rows,
+        W=width,
+        BLOCK_D=bd,
+        BLOCK_T=bt,
+        HAS_BIAS=bias is not None,
+        HAS_INIT=initial_state is not None,
+        HAS_LO=lo is not None,
+        SILU=silu,
+        HAS_DFINAL=dfinal is not None and width > 1,
+        num_warps=NUM_WARPS,
     )
     return dx, dw.to(weight.dtype), db.to(bias.dtype) if bias is not None else db, dinit
 
@@ -123,11 +160,17 @@ def _backward(ctx, dout, dfinal):
     if dout is None:
         dout = torch.zeros_like(x)
     dx, dw, db, dinit = torch.ops.coldstream.causal_conv1d_bwd(
-        dout.contiguous(), None if dfinal is None else dfinal.contiguous(), x, weight, bias, initial_state, resets,
-        ctx.silu, ctx.backend,
+        dout.contiguous(),
+        None if dfinal is None else dfinal.contiguous(),
+        x,
+        weight,
+        bias,
+        initial_state,
+        resets,
+        ctx.silu,
+        ctx.backend,
     )
-    return (dx, dw, db if bias is not None else None, dinit if initial_state is not None else None, None, None,
-            None)
+    return (dx, dw, db if bias is not None else None, dinit if initial_state is not None else None, None, None, None)
 
 
 torch.library.register_autograd("coldstream::causal_conv1d_fwd", _backward, setup_context=_setup_context)
@@ -139,8 +182,10 @@ def causal_conv1d_apply(backend, x, weight, bias, initial_state, activation, res
     T = x.shape[-1]
     if cu_seqlens is not None:
         if initial_state is not None:
-            raise ValueError("causal_conv1d: initial_state with cu_seqlens is not supported; pass one row per "
-                             "sequence with a [B, D, W - 1] initial_state instead")
+            raise ValueError(
+                "causal_conv1d: initial_state with cu_seqlens is not supported; pass one row per "
+                "sequence with a [B, D, W - 1] initial_state instead"
+            )
         resets = resets_from_cu_seqlens(cu_seqlens, T)
     if resets is not None and backend == "triton":
         resets = resets.contiguous()
@@ -163,7 +208,11 @@ def causal_conv1d_apply(backend, x, weight, bias, initial_state, activation, res
 
 @triton_op("coldstream::causal_conv1d_update", mutates_args={"conv_state"})
 def causal_conv1d_update_op(
-    x: torch.Tensor, conv_state: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool,
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    silu: bool,
     backend: str,
 ) -> torch.Tensor:
     """Streaming steps: ``x [B, D, L]``, ``conv_state [B, D, S]`` shifted in place; returns ``[B, D, L]``."""
@@ -173,9 +222,20 @@ def causal_conv1d_update_op(
     out = torch.empty_like(x)
     bd = STEP_BLOCK_D
     wrap_triton(causal_conv1d_update_kernel)[(batch, triton.cdiv(dim, bd))](
-        x, conv_state, weight, bias, out, dim, L, conv_state.shape[2],
-        W=weight.shape[1], S_P=triton.next_power_of_2(int(conv_state.shape[2])), BLOCK_D=bd,
-        HAS_BIAS=bias is not None, SILU=silu, num_warps=4,
+        x,
+        conv_state,
+        weight,
+        bias,
+        out,
+        dim,
+        L,
+        conv_state.shape[2],
+        W=weight.shape[1],
+        S_P=triton.next_power_of_2(int(conv_state.shape[2])),
+        BLOCK_D=bd,
+        HAS_BIAS=bias is not None,
+        SILU=silu,
+        num_warps=4,
     )
     return out
 
@@ -185,7 +245,11 @@ def causal_conv1d_update_triton(x, conv_state, weight, bias, activation) -> torc
         raise ValueError("causal_conv1d_update: conv_state must be contiguous (it is updated in place)")
     x3 = x[..., None] if x.dim() == 2 else x
     out = torch.ops.coldstream.causal_conv1d_update(
-        x3.contiguous(), conv_state, weight.contiguous(), None if bias is None else bias.contiguous(),
-        activation == "silu", "triton",
+        x3.contiguous(),
+        conv_state,
+        weight.contiguous(),
+        None if bias is None else bias.contiguous(),
+        activation == "silu",
+        "triton",
     )
     return out[..., 0] if x.dim() == 2 else out

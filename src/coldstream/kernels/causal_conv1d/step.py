@@ -12,9 +12,19 @@ import triton.language as tl
 
 @triton.jit
 def causal_conv1d_update_kernel(
-    x_ptr, state_ptr, w_ptr, bias_ptr, out_ptr,
-    DIM, L, S,
-    W: tl.constexpr, S_P: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+    x_ptr,
+    state_ptr,
+    w_ptr,
+    bias_ptr,
+    out_ptr,
+    DIM,
+    L,
+    S,
+    W: tl.constexpr,
+    S_P: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)

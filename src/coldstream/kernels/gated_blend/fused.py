@@ -17,9 +17,7 @@ def gated_blend_fwd_kernel(a_ptr, b_ptr, l_ptr, out_ptr, numel, BLOCK: tl.conste
 
 
 @triton.jit
-def gated_blend_bwd_kernel(
-    a_ptr, b_ptr, l_ptr, dout_ptr, da_ptr, db_ptr, dl_ptr, numel, BLOCK: tl.constexpr
-):
+def gated_blend_bwd_kernel(a_ptr, b_ptr, l_ptr, dout_ptr, da_ptr, db_ptr, dl_ptr, numel, BLOCK: tl.constexpr):
     # da = dout (1 - g); db = dout g; dl = dout (b - a) g (1 - g)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel

@@ -25,8 +25,9 @@ def gated_blend_fwd(a: torch.Tensor, b: torch.Tensor, logits: torch.Tensor, back
         return gated_blend_ref(a, b, logits)
     out = torch.empty_like(a)
     n = a.numel()
-    wrap_triton(gated_blend_fwd_kernel)[(triton.cdiv(n, BLOCK),)](a, b, logits, out, n, BLOCK=BLOCK,
-                                                                  num_warps=NUM_WARPS)
+    wrap_triton(gated_blend_fwd_kernel)[(triton.cdiv(n, BLOCK),)](
+        a, b, logits, out, n, BLOCK=BLOCK, num_warps=NUM_WARPS
+    )
     return out
 
 
@@ -39,8 +40,9 @@ def gated_blend_bwd(
         return da.to(a.dtype), db.to(b.dtype), dl.to(logits.dtype)
     da, db, dl = torch.empty_like(a), torch.empty_like(b), torch.empty_like(logits)
     n = a.numel()
-    wrap_triton(gated_blend_bwd_kernel)[(triton.cdiv(n, BLOCK),)](a, b, logits, dout, da, db, dl, n, BLOCK=BLOCK,
-                                                                  num_warps=NUM_WARPS)
+    wrap_triton(gated_blend_bwd_kernel)[(triton.cdiv(n, BLOCK),)](
+        a, b, logits, dout, da, db, dl, n, BLOCK=BLOCK, num_warps=NUM_WARPS
+    )
     return da, db, dl
 
 

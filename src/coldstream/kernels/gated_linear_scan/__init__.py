@@ -53,8 +53,10 @@ def gated_linear_scan(
     expect("initial_state", initial_state, (n_seq, dim), "[S, D]")
     kernels = resolve_impl(impl)
     if impl != "auto" and backend == "reference":
-        raise ValueError(f"gated_linear_scan: impl={impl!r} selects Triton kernels but backend='reference' runs the "
-                         "PyTorch reference; pass impl='auto' with the reference backend")
+        raise ValueError(
+            f"gated_linear_scan: impl={impl!r} selects Triton kernels but backend='reference' runs the "
+            "PyTorch reference; pass impl='auto' with the reference backend"
+        )
     be = resolve_backend("gated_linear_scan", "triton" if impl != "auto" else backend, [x, a, initial_state])
 
     out, final = gated_linear_scan_apply(be, x, a, initial_state, resets, cu_seqlens, log_gates, kernels)

@@ -42,10 +42,21 @@ def _gate(a_ptr, resets_ptr, rows, offs, mask, valid, LOG_GATES: tl.constexpr, H
 
 @triton.jit
 def gated_linear_scan_chunk_fwd_kernel(
-    x_ptr, a_ptr, h0_ptr, resets_ptr, cu_ptr, out_ptr, hT_ptr,
-    T, DIM,
-    CHUNK_T: tl.constexpr, BLOCK_D: tl.constexpr, LOG_GATES: tl.constexpr, HAS_H0: tl.constexpr,
-    HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr,
+    x_ptr,
+    a_ptr,
+    h0_ptr,
+    resets_ptr,
+    cu_ptr,
+    out_ptr,
+    hT_ptr,
+    T,
+    DIM,
+    CHUNK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    LOG_GATES: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
+    VARLEN: tl.constexpr,
 ):
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -71,10 +82,25 @@ def gated_linear_scan_chunk_fwd_kernel(
 
 @triton.jit
 def gated_linear_scan_chunk_bwd_kernel(
-    a_ptr, out_ptr, h0_ptr, resets_ptr, cu_ptr, dout_ptr, dhT_ptr, dx_ptr, da_ptr, dh0_ptr,
-    T, DIM,
-    CHUNK_T: tl.constexpr, BLOCK_D: tl.constexpr, LOG_GATES: tl.constexpr, HAS_H0: tl.constexpr,
-    HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, HAS_DHT: tl.constexpr,
+    a_ptr,
+    out_ptr,
+    h0_ptr,
+    resets_ptr,
+    cu_ptr,
+    dout_ptr,
+    dhT_ptr,
+    dx_ptr,
+    da_ptr,
+    dh0_ptr,
+    T,
+    DIM,
+    CHUNK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    LOG_GATES: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
+    VARLEN: tl.constexpr,
+    HAS_DHT: tl.constexpr,
 ):
     # g = dL/dh_t:  g_t = dout_t + a_{t+1} g_{t+1} (a reverse-time scan of (a_{t+1}, dout_t));  dx_t = g_t;
     # da_t = g_t h_{t-1} (times a_t for log-gates);  dh_0 = a_0 g_0
@@ -98,8 +124,9 @@ def gated_linear_scan_chunk_bwd_kernel(
         dout = tl.load(dout_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         # a_{t+1}: the gate that carries g_{t+1} back to step t; identity past the end of the sequence
         nxt = (rows + 1) < eos
-        a_next = _gate(a_ptr, resets_ptr, rows + 1, offs + DIM, nxt[:, None] & mask_d[None, :], nxt, LOG_GATES,
-                       HAS_RESETS)
+        a_next = _gate(
+            a_ptr, resets_ptr, rows + 1, offs + DIM, nxt[:, None] & mask_d[None, :], nxt, LOG_GATES, HAS_RESETS
+        )
         has_prev = (rows > bos) & valid
         h_prev = tl.load(out_ptr + offs - DIM, mask=has_prev[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
         h_prev = tl.where((rows == bos)[:, None], h0[None, :], h_prev)

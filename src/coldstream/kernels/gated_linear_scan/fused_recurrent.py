@@ -16,9 +16,19 @@ from ._common import load_state_or_zeros, sequence_bounds
 
 @triton.jit
 def gated_linear_scan_fwd_kernel(
-    x_ptr, a_ptr, h0_ptr, resets_ptr, cu_ptr, out_ptr, hT_ptr,
-    T, DIM,
-    BLOCK_D: tl.constexpr, LOG_GATES: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr,
+    x_ptr,
+    a_ptr,
+    h0_ptr,
+    resets_ptr,
+    cu_ptr,
+    out_ptr,
+    hT_ptr,
+    T,
+    DIM,
+    BLOCK_D: tl.constexpr,
+    LOG_GATES: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
     VARLEN: tl.constexpr,
 ):
     pid_s = tl.program_id(0).to(tl.int64)
@@ -42,10 +52,24 @@ def gated_linear_scan_fwd_kernel(
 
 @triton.jit
 def gated_linear_scan_bwd_kernel(
-    a_ptr, out_ptr, h0_ptr, resets_ptr, cu_ptr, dout_ptr, dhT_ptr, dx_ptr, da_ptr, dh0_ptr,
-    T, DIM,
-    BLOCK_D: tl.constexpr, LOG_GATES: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr,
-    VARLEN: tl.constexpr, HAS_DHT: tl.constexpr,
+    a_ptr,
+    out_ptr,
+    h0_ptr,
+    resets_ptr,
+    cu_ptr,
+    dout_ptr,
+    dhT_ptr,
+    dx_ptr,
+    da_ptr,
+    dh0_ptr,
+    T,
+    DIM,
+    BLOCK_D: tl.constexpr,
+    LOG_GATES: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
+    VARLEN: tl.constexpr,
+    HAS_DHT: tl.constexpr,
 ):
     # g = dL/dh_t:  g_t = dout_t + a_{t+1} g_{t+1};  dx_t = g_t;  da_t = g_t h_{t-1};  dh_0 = a_0 g_0
     pid_s = tl.program_id(0).to(tl.int64)

@@ -85,16 +85,27 @@ def gated_linear_scan_fwd(
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
     out = torch.empty_like(x)
     final = x.new_empty((n_seq, dim), dtype=torch.float32)
-    flags = dict(LOG_GATES=log_gates, HAS_H0=initial_state is not None, HAS_RESETS=resets is not None,
-                 VARLEN=cu_seqlens is not None)
+    flags = dict(
+        LOG_GATES=log_gates,
+        HAS_H0=initial_state is not None,
+        HAS_RESETS=resets is not None,
+        VARLEN=cu_seqlens is not None,
+    )
     args = (x, a, initial_state, resets, cu_seqlens, out, final, T, dim)
     if impl == "chunk":
         wrap_triton(gated_linear_scan_chunk_fwd_kernel)[_grid(n_seq, dim, impl)](
-            *args, CHUNK_T=CHUNK_T, BLOCK_D=_block(dim, impl), **flags, num_warps=CHUNK_NUM_WARPS,
+            *args,
+            CHUNK_T=CHUNK_T,
+            BLOCK_D=_block(dim, impl),
+            **flags,
+            num_warps=CHUNK_NUM_WARPS,
         )
     else:
         wrap_triton(gated_linear_scan_fwd_kernel)[_grid(n_seq, dim, impl)](
-            *args, BLOCK_D=_block(dim, impl), **flags, num_warps=NUM_WARPS,
+            *args,
+            BLOCK_D=_block(dim, impl),
+            **flags,
+            num_warps=NUM_WARPS,
         )
     return out, final
 
@@ -124,16 +135,28 @@ def gated_linear_scan_bwd(
     dx = torch.empty_like(x)
     da = torch.empty_like(a)
     dh0 = x.new_empty((n_seq, dim), dtype=torch.float32) if initial_state is not None else x.new_empty(0)
-    flags = dict(LOG_GATES=log_gates, HAS_H0=initial_state is not None, HAS_RESETS=resets is not None,
-                 VARLEN=cu_seqlens is not None, HAS_DHT=dfinal is not None)
+    flags = dict(
+        LOG_GATES=log_gates,
+        HAS_H0=initial_state is not None,
+        HAS_RESETS=resets is not None,
+        VARLEN=cu_seqlens is not None,
+        HAS_DHT=dfinal is not None,
+    )
     args = (a, out, initial_state, resets, cu_seqlens, dout, dfinal, dx, da, dh0, T, dim)
     if impl == "chunk":
         wrap_triton(gated_linear_scan_chunk_bwd_kernel)[_grid(n_seq, dim, impl)](
-            *args, CHUNK_T=CHUNK_T, BLOCK_D=_block(dim, impl), **flags, num_warps=CHUNK_NUM_WARPS,
+            *args,
+            CHUNK_T=CHUNK_T,
+            BLOCK_D=_block(dim, impl),
+            **flags,
+            num_warps=CHUNK_NUM_WARPS,
         )
     else:
         wrap_triton(gated_linear_scan_bwd_kernel)[_grid(n_seq, dim, impl)](
-            *args, BLOCK_D=_block(dim, impl), **flags, num_warps=NUM_WARPS,
+            *args,
+            BLOCK_D=_block(dim, impl),
+            **flags,
+            num_warps=NUM_WARPS,
         )
     if initial_state is not None:
         dh0 = dh0.to(initial_state.dtype)
@@ -151,8 +174,17 @@ def _backward(ctx, dout, dfinal):
     if dout is None:
         dout = torch.zeros_like(x)
     dx, da, dh0 = torch.ops.coldstream.gated_linear_scan_bwd(
-        dout.contiguous(), None if dfinal is None else dfinal.contiguous(), x, a, out, initial_state, resets,
-        cu_seqlens, ctx.log_gates, ctx.backend, ctx.impl,
+        dout.contiguous(),
+        None if dfinal is None else dfinal.contiguous(),
+        x,
+        a,
+        out,
+        initial_state,
+        resets,
+        cu_seqlens,
+        ctx.log_gates,
+        ctx.backend,
+        ctx.impl,
     )
     return dx, da, dh0 if initial_state is not None else None, None, None, None, None, None
 

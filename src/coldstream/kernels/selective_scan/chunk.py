@@ -40,12 +40,39 @@ def _softplus(x):
 
 @triton.jit(do_not_specialize=["stride_s_d", "stride_s_n", "stride_at_n", "stride_bc_n"])
 def selective_scan_fwd_seq_kernel(
-    u_ptr, delta_ptr, AT_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, h0T_ptr, resets_ptr, cu_ptr,
-    out_ptr, hlast_ptr, ckpt_ptr, y_ptr,
-    T, DIM, G, n_ckpt, stride_s_d, stride_s_n, stride_at_n, stride_bc_n,
-    N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, STORE_CKPT: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    AT_ptr,
+    BC_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    h0T_ptr,
+    resets_ptr,
+    cu_ptr,
+    out_ptr,
+    hlast_ptr,
+    ckpt_ptr,
+    y_ptr,
+    T,
+    DIM,
+    G,
+    n_ckpt,
+    stride_s_d,
+    stride_s_n,
+    stride_at_n,
+    stride_bc_n,
+    N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    K: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
+    VARLEN: tl.constexpr,
+    STORE_CKPT: tl.constexpr,
     STORE_Y: tl.constexpr,
 ):
     """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
@@ -82,8 +109,9 @@ def selective_scan_fwd_seq_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_H0:  # h0T [S, N, D]: read like AT, for the same reason
-        h = tl.load(h0T_ptr + pid_s * N * DIM + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :],
-                    other=0.0).to(tl.float32)
+        h = tl.load(
+            h0T_ptr + pid_s * N * DIM + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :], other=0.0
+        ).to(tl.float32)
     else:
         h = tl.zeros([N, BLOCK_D], dtype=tl.float32)
     for t in range(bos, eos):
@@ -119,14 +147,49 @@ def selective_scan_fwd_seq_kernel(
 
 @triton.jit
 def selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, resets_ptr, cu_ptr, ckpt_ptr, y_ptr,
-    dout_ptr, dlast_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, dh0_ptr,
-    T, DIM, G, n_ckpt, S, ROWS_PER_PROGRAM,
-    N: tl.constexpr, BLOCK_D: tl.constexpr, K: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_H0: tl.constexpr, HAS_RESETS: tl.constexpr, VARLEN: tl.constexpr, HAS_CKPT: tl.constexpr,
-    HAS_DLAST: tl.constexpr, HAS_Y: tl.constexpr,
+    u_ptr,
+    delta_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    h0_ptr,
+    resets_ptr,
+    cu_ptr,
+    ckpt_ptr,
+    y_ptr,
+    dout_ptr,
+    dlast_ptr,
+    du_ptr,
+    ddelta_ptr,
+    dA_ptr,
+    dB_ptr,
+    dC_ptr,
+    dD_ptr,
+    dz_ptr,
+    dbias_ptr,
+    dh0_ptr,
+    T,
+    DIM,
+    G,
+    n_ckpt,
+    S,
+    ROWS_PER_PROGRAM,
+    N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    K: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESETS: tl.constexpr,
+    VARLEN: tl.constexpr,
+    HAS_CKPT: tl.constexpr,
+    HAS_DLAST: tl.constexpr,
+    HAS_Y: tl.constexpr,
 ):
     # Chunk tile [K, BLOCK_D, N]: Triton's default layout puts N on 16 lanes, channels on the remaining lanes and
     # the warps, and time inside the thread, so both time scans run in registers and tl.flip over time is free;

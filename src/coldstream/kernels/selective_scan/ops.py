@@ -110,14 +110,40 @@ def selective_scan_fwd(
     bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
     grid = (n_seq, triton.cdiv(dim, bd))
     wrap_triton(selective_scan_fwd_seq_kernel)[grid](
-        u, delta, A.t().contiguous(), _pack_bc(B, C), D, z, delta_bias,
-        None if initial_state is None else initial_state.transpose(1, 2).contiguous(), resets, cu_seqlens,
-        out, last, ckpt, y,
-        T, dim, B.shape[1], n_ckpt, n_state, 1, dim, 1,
-        N=n_state, BLOCK_D=bd, K=K,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-        HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
-        STORE_CKPT=n_ckpt > 0, STORE_Y=y.numel() > 0,
+        u,
+        delta,
+        A.t().contiguous(),
+        _pack_bc(B, C),
+        D,
+        z,
+        delta_bias,
+        None if initial_state is None else initial_state.transpose(1, 2).contiguous(),
+        resets,
+        cu_seqlens,
+        out,
+        last,
+        ckpt,
+        y,
+        T,
+        dim,
+        B.shape[1],
+        n_ckpt,
+        n_state,
+        1,
+        dim,
+        1,
+        N=n_state,
+        BLOCK_D=bd,
+        K=K,
+        HAS_D=D is not None,
+        HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus,
+        HAS_H0=initial_state is not None,
+        HAS_RESETS=resets is not None,
+        VARLEN=cu_seqlens is not None,
+        STORE_CKPT=n_ckpt > 0,
+        STORE_Y=y.numel() > 0,
         num_warps=FWD_NUM_WARPS,
     )
     return out, last, ckpt, y
@@ -165,26 +191,70 @@ def selective_scan_bwd(
     dD = torch.zeros(dim, dtype=torch.float32, device=u.device) if D is not None else _empty(u)
     dz = torch.empty_like(z) if z is not None else _empty(u)
     dbias = torch.zeros(dim, dtype=torch.float32, device=u.device) if delta_bias is not None else _empty(u)
-    dh0 = torch.empty(n_seq, dim, n_state, dtype=torch.float32, device=u.device) if initial_state is not None \
+    dh0 = (
+        torch.empty(n_seq, dim, n_state, dtype=torch.float32, device=u.device)
+        if initial_state is not None
         else _empty(u)
+    )
     bd = _block_d(dim, groups)
     n_dblocks = triton.cdiv(dim, bd)
     rows = max(1, min(MAX_ROWS, int(n_seq * n_dblocks) // PROGRAMS_PER_ROW_GROUP))  # fill the GPU, fewer atomics
     grid = (triton.cdiv(n_seq, rows), n_dblocks)
     wrap_triton(selective_scan_bwd_kernel)[grid](
-        u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt, y,
-        dout, dlast,
-        du, ddelta, dA, dB, dC, dD, dz, dbias, dh0,
-        T, dim, groups, n_ckpt, n_seq, rows,
-        N=n_state, BLOCK_D=bd, K=K,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-        HAS_H0=initial_state is not None, HAS_RESETS=resets is not None, VARLEN=cu_seqlens is not None,
-        HAS_CKPT=n_ckpt > 0, HAS_DLAST=dlast is not None, HAS_Y=y.numel() > 0,
-        num_warps=NUM_WARPS, **({} if BWD_MAXNREG is None else {"maxnreg": BWD_MAXNREG}),
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        initial_state,
+        resets,
+        cu_seqlens,
+        ckpt,
+        y,
+        dout,
+        dlast,
+        du,
+        ddelta,
+        dA,
+        dB,
+        dC,
+        dD,
+        dz,
+        dbias,
+        dh0,
+        T,
+        dim,
+        groups,
+        n_ckpt,
+        n_seq,
+        rows,
+        N=n_state,
+        BLOCK_D=bd,
+        K=K,
+        HAS_D=D is not None,
+        HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus,
+        HAS_H0=initial_state is not None,
+        HAS_RESETS=resets is not None,
+        VARLEN=cu_seqlens is not None,
+        HAS_CKPT=n_ckpt > 0,
+        HAS_DLAST=dlast is not None,
+        HAS_Y=y.numel() > 0,
+        num_warps=NUM_WARPS,
+        **({} if BWD_MAXNREG is None else {"maxnreg": BWD_MAXNREG}),
     )
     return [
-        du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
-        dD.to(D.dtype) if D is not None else dD, dz,
+        du,
+        ddelta,
+        dA.to(A.dtype),
+        dB.to(B.dtype),
+        dC.to(C.dtype),
+        dD.to(D.dtype) if D is not None else dD,
+        dz,
         dbias.to(delta_bias.dtype) if delta_bias is not None else dbias,
         dh0.to(initial_state.dtype) if initial_state is not None else dh0,
     ]
@@ -204,8 +274,24 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
     if dout is None:
         dout = torch.zeros_like(u)
     grads = torch.ops.coldstream.selective_scan_bwd(
-        dout.contiguous(), None if dlast is None else dlast.contiguous(), u, delta, A, B, C, D, z, delta_bias,
-        initial_state, resets, cu_seqlens, ckpt, y, ctx.max_seqlen, ctx.softplus, ctx.backend,
+        dout.contiguous(),
+        None if dlast is None else dlast.contiguous(),
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        initial_state,
+        resets,
+        cu_seqlens,
+        ckpt,
+        y,
+        ctx.max_seqlen,
+        ctx.softplus,
+        ctx.backend,
     )
     present = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     grads = [g if x is not None else None for g, x in zip(grads, present, strict=True)]
@@ -226,8 +312,10 @@ def selective_scan_apply(
     if backend == "triton":
         reason = triton_unsupported(A, u.shape[1], B4.shape[1])
         if reason is not None:
-            raise RuntimeError(f"selective_scan: backend='triton' cannot run these inputs: {reason}; "
-                               "reference: available (backend='reference')")
+            raise RuntimeError(
+                f"selective_scan: backend='triton' cannot run these inputs: {reason}; "
+                "reference: available (backend='reference')"
+            )
     if cu_seqlens is None:
         max_seqlen = T
     else:
@@ -245,8 +333,21 @@ def selective_scan_apply(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
     )
     out, last, _, _ = torch.ops.coldstream.selective_scan_fwd(
-        c(u), c(delta), c(A), c(B4), c(C4), c(D), c(z), c(delta_bias), c(initial_state), rs, cu_seqlens,
-        max_seqlen, bool(delta_softplus), backend, needs_grad,
+        c(u),
+        c(delta),
+        c(A),
+        c(B4),
+        c(C4),
+        c(D),
+        c(z),
+        c(delta_bias),
+        c(initial_state),
+        rs,
+        cu_seqlens,
+        max_seqlen,
+        bool(delta_softplus),
+        backend,
+        needs_grad,
     )
     return out, last
 
@@ -274,10 +375,24 @@ def selective_state_update_op(
     bd = STEP_BLOCK_D
     grid = (batch, triton.cdiv(dim, bd))
     wrap_triton(selective_state_update_kernel)[grid](
-        state, x, dt, A, B, C, D, z, dt_bias, out,
-        dim, groups,
-        N=n_state, BLOCK_D=bd,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
+        state,
+        x,
+        dt,
+        A,
+        B,
+        C,
+        D,
+        z,
+        dt_bias,
+        out,
+        dim,
+        groups,
+        N=n_state,
+        BLOCK_D=bd,
+        HAS_D=D is not None,
+        HAS_Z=z is not None,
+        HAS_BIAS=dt_bias is not None,
+        SOFTPLUS=dt_softplus,
         num_warps=STEP_NUM_WARPS,
     )
     return out

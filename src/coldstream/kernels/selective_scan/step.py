@@ -13,10 +13,24 @@ import triton.language as tl
 
 @triton.jit
 def selective_state_update_kernel(
-    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-    DIM, G,
-    N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    state_ptr,
+    x_ptr,
+    dt_ptr,
+    A_ptr,
+    B_ptr,
+    C_ptr,
+    D_ptr,
+    z_ptr,
+    bias_ptr,
+    out_ptr,
+    DIM,
+    G,
+    N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr,
 ):
     # state [B, D, N]; x, dt, z, out [B, D]; A [D, N]; B, C [B, G, N]
     pid_b = tl.program_id(0).to(tl.int64)
