@@ -51,5 +51,9 @@ class StaleCacheError(ColdstreamError, RuntimeError):
     """A feature cache on disk was built under another key (encoder, weights, preprocessing or format)."""
 
 
+class NonFiniteError(ColdstreamError, FloatingPointError):
+    """A NaN or Inf where a finite number is needed (a training loss, a stream's frame)."""
+
+
 class TrainingInterrupted(ColdstreamError, RuntimeError):
     """A run was interrupted (Ctrl-C, SIGTERM) after saving its checkpoint; rerunning the command resumes it."""

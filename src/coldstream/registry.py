@@ -61,6 +61,11 @@ class Registry:
         """The builder registered under ``name``."""
         return self._entries[self.canonical(name)]
 
+    def accepts(self, name: str, option: str) -> bool:
+        """Whether the builder of ``name`` takes the keyword ``option``."""
+        accepted = _keyword_names(self.get(name))
+        return accepted is None or option in accepted
+
     def create(self, name: str, *args: Any, **options: Any) -> Any:
         """Build ``name`` with ``options``; an option the builder does not take is refused with the accepted ones."""
         builder = self.get(name)

@@ -8,18 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coldstream.model.cores import (
-    CoreState,
-    build_core,
-    guess_core_kind,
-    load_reference_state_dict,
-    load_rvm_core_init,
-)
-from coldstream.model.cores.mamba_mixer import Mamba
-from coldstream.model.cores.mha import MultiheadAttention
+from coldstream.errors import CheckpointError, ConfigError
+from coldstream.model.checkpoints import guess_core_kind, load_reference_state_dict, load_rvm_core_checkpoint
+from coldstream.model.cores import CoreState, build_core
+from coldstream.model.layers.mamba import Mamba
+from coldstream.model.layers.mha import MultiheadAttention
 from tests.tolerances import assert_close, tol
 
-KINDS = ["identity", "rvmrnn", "mamba", "mambamix", "gmmix"]
+KINDS = ["identity", "meanpool", "rvmrnn", "mamba", "mambamix", "gmmix"]
 B, T, N, D = 2, 6, 9, 64
 
 
@@ -211,7 +207,7 @@ REFERENCE_KEYS = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", sorted(REFERENCE_KEYS))  # the paper's cores (meanpool is ours)
 def test_reference_layout_loads_strictly(kind):
     core = make(kind)
     sd = core.state_dict()
@@ -236,15 +232,15 @@ def test_reference_layout_loads_strictly(kind):
 def test_reference_loading_errors_are_clear():
     core = make("gmmix")
     sd = core.state_dict()
-    with pytest.raises(KeyError, match="missing 2 key.*gates.3.bias"):
+    with pytest.raises(CheckpointError, match="missing 2 key.*gates.3.bias"):
         load_reference_state_dict(core, {k: v for k, v in sd.items() if not k.startswith("gates.3")})
-    with pytest.raises(KeyError, match="unexpected 1 key.*bogus"):
+    with pytest.raises(CheckpointError, match="unexpected 1 key.*bogus"):
         load_reference_state_dict(core, {**sd, "bogus.weight": torch.zeros(1)})
-    with pytest.raises(KeyError, match="for a 'mamba' core but the core is 'gmmix'"):
+    with pytest.raises(CheckpointError, match="for a 'mamba' core but the core is 'gmmix'"):
         load_reference_state_dict(core, make("mamba").state_dict())
-    with pytest.raises(KeyError, match="for a 'rvmrnn' core but the core is 'gmmix'"):
+    with pytest.raises(CheckpointError, match="for a 'rvmrnn' core but the core is 'gmmix'"):
         load_reference_state_dict(core, make("rvmrnn").state_dict())
-    with pytest.raises(ValueError, match="expects"):
+    with pytest.raises(CheckpointError, match=r"mis-shaped \d+ key.*expected \("):
         load_reference_state_dict(core, make("gmmix", dim=32).state_dict())
 
 
@@ -254,14 +250,14 @@ def test_rvm_core_initialisation():
     rvm = build_core("rvmrnn", D, num_heads=4)
     sd = {"rvm_core." + k: v for k, v in rvm.state_dict().items() if not k.startswith("output_norm.")}
     sd["encoder.layers.0.weight"] = torch.zeros(1)  # the RVM encoder's keys are ignored
-    load_rvm_core_init(core, sd)
+    load_rvm_core_checkpoint(core, sd)
     assert torch.equal(core.input_update.weight, rvm.input_update.weight)
     assert torch.equal(core.output_norm.weight, torch.ones(D))  # no RVM counterpart: identity init
     with pytest.raises(ValueError, match="rvmrnn"):
-        load_rvm_core_init(make("gmmix"), sd)
+        load_rvm_core_checkpoint(make("gmmix"), sd)
     del sd["rvm_core.state_reset.weight"]
-    with pytest.raises(KeyError, match="state_reset"):
-        load_rvm_core_init(core, sd)
+    with pytest.raises(CheckpointError, match="missing 1 key.*state_reset"):
+        load_rvm_core_checkpoint(core, sd)
 
 
 def test_multihead_attention_matches_torch_layout():
@@ -355,9 +351,9 @@ def test_bad_inputs_raise_clear_errors():
         core.init_state(B, N, dtype=torch.bfloat16)
     with pytest.raises(ValueError, match=r"shape \[2\]"):
         state.reset_(torch.tensor([True]))
-    with pytest.raises(ValueError, match="unknown core kind"):
+    with pytest.raises(ConfigError, match="unknown core 'lstm'; known: .*gmmix"):
         build_core("lstm", D)
-    with pytest.raises(TypeError, match="accepted"):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['heads'\]; accepted: .*d_state"):
         build_core("mamba", D, heads=3)
     with pytest.raises(ValueError, match="kernel backend"):
         core.set_kernel_backend("cuda")
@@ -398,3 +394,15 @@ def test_rvmrnn_matches_the_spec_equations():
     core, x = make("rvmrnn"), clip(t=3)
     with torch.no_grad():
         assert_close(core(x), _rvmrnn_oracle(core, x), torch.float32)
+
+
+def test_meanpool_is_blind_to_frame_order_at_the_last_frame_and_the_cores_are_not():
+    x = clip(t=8)
+    rev = x.flip(1)
+    with torch.no_grad():
+        blind = make("meanpool")
+        assert_close(blind(rev)[:, -1], blind(x)[:, -1], torch.float32)
+        assert_close(blind(x)[:, -1], blind.output_norm(x.mean(dim=1)), torch.float32)  # the mean of all frames
+        for kind in ("rvmrnn", "mamba", "gmmix"):
+            seeing = make(kind)
+            assert not torch.allclose(seeing(rev)[:, -1], seeing(x)[:, -1], atol=1e-3), kind

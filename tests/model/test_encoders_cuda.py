@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from coldstream.model import build_encoder
-from coldstream.model.attention import xformers_unavailable_reason
 from coldstream.model.cuda_graph import CUDAGraphRunner
+from coldstream.model.layers.attention import xformers_unavailable_reason
 from tests.model.test_encoders import VITS, random_official_state_dict
 from tests.tolerances import assert_close
 

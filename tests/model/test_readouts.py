@@ -179,7 +179,12 @@ def test_top1_and_classification_loss():
     last = classification_loss(logits, labels)
     expected = torch.nn.functional.cross_entropy(logits[:, -1], labels)
     assert torch.allclose(last, expected)
-    assert classification_loss(logits, labels, frames="all") > last
+    both = torch.stack([torch.nn.functional.cross_entropy(logits[:, t], labels) for t in (0, 1)]).mean()
+    assert torch.allclose(classification_loss(logits, labels, loss_frames=2), both)
+    assert torch.allclose(classification_loss(logits, labels, loss_frames=9), both)  # capped at T
+    assert classification_loss(logits, labels, loss_frames=2) > last
+    with pytest.raises(ValueError, match="loss_frames"):
+        classification_loss(logits, labels, loss_frames=0)
 
 
 def test_average_jaccard_perfect_shifted_and_occluded():
@@ -266,7 +271,7 @@ def test_rpe_and_pose_loss():
 
 
 def test_readout_bad_inputs():
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match="unknown readout 'kinetics'; known: .*ssv2"):
         build_readout("kinetics", D)
     r = make("ssv2")
     with pytest.raises(ValueError, match=r"\[B, T, N, D\] with D=64"):

@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 import torch
 
+from coldstream.errors import InputError
+
 
 class CUDAGraphRunner:
     def __init__(self, fn: Callable[..., torch.Tensor], *example_inputs: torch.Tensor, warmup: int = 3):
         if not all(isinstance(x, torch.Tensor) and x.is_cuda for x in example_inputs):
-            raise ValueError("CUDAGraphRunner needs CUDA tensors as example inputs")
+            raise InputError("CUDAGraphRunner needs CUDA tensors as example inputs")
         self.fn = fn
         self.static_inputs = tuple(x.clone() for x in example_inputs)
         stream = torch.cuda.Stream()
@@ -30,10 +32,10 @@ class CUDAGraphRunner:
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if len(inputs) != len(self.static_inputs):
-            raise ValueError(f"expected {len(self.static_inputs)} inputs, got {len(inputs)}")
+            raise InputError(f"expected {len(self.static_inputs)} inputs, got {len(inputs)}")
         for static, x in zip(self.static_inputs, inputs, strict=True):
             if x.shape != static.shape or x.dtype != static.dtype:
-                raise ValueError(
+                raise InputError(
                     f"a captured graph replays one shape: expected {tuple(static.shape)} {static.dtype}, "
                     f"got {tuple(x.shape)} {x.dtype}"
                 )

@@ -7,7 +7,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from coldstream.errors import InputError, InputTypeError
 from coldstream.model.cores.state import STATE_DTYPES, CoreState
+from coldstream.model.layers.attention import check_backend
+from coldstream.registry import Registry
+
+CORES = Registry("core")
 
 
 class TemporalCore(nn.Module):
@@ -19,17 +24,20 @@ class TemporalCore(nn.Module):
     Args:
         dim: core width D.
         in_dim: width of the incoming tokens; when it differs from ``dim`` a trainable ``input_proj``
-            ``Linear(in_dim -> dim)`` is applied first (e.g. EfficientNet-Lite0's 1280 -> 256). The reference cores
-            never have one (SPEC §3.0: ``d_model = D``).
+            ``Linear(in_dim -> dim)`` is applied first (e.g. EfficientNet-Lite0's 1280 -> 256). The paper's cores
+            never have one (their width is the encoder's).
+        attention: the backend of the core's attention layers (``"sdpa"``, ``"xformers"``, ``"math"``; see
+            ``coldstream.model.layers.attention``); cores without attention check it and keep it.
     """
 
     kind: ClassVar[str] = "base"
 
-    def __init__(self, dim: int, in_dim: int | None = None):
+    def __init__(self, dim: int, in_dim: int | None = None, attention: str = "sdpa"):
         super().__init__()
         if dim <= 0:
-            raise ValueError(f"core width must be positive, got {dim}")
+            raise InputError(f"core width must be positive, got {dim}")
         self.dim = dim
+        self.attention = check_backend(attention)
         self.in_dim = in_dim if in_dim is not None else dim
         self.input_proj = nn.Linear(self.in_dim, dim) if self.in_dim != dim else None
         self.kernel_backend = "auto"
@@ -40,7 +48,7 @@ class TemporalCore(nn.Module):
         ``auto`` runs Triton on CUDA tensors and the fp32 references elsewhere; an explicit backend never falls back.
         """
         if backend not in ("auto", "triton", "reference"):
-            raise ValueError(f"kernel backend must be 'auto', 'triton' or 'reference', got {backend!r}")
+            raise InputError(f"kernel backend must be 'auto', 'triton' or 'reference', got {backend!r}")
         for m in self.modules():
             if hasattr(m, "kernel_backend"):
                 m.kernel_backend = backend
@@ -60,9 +68,9 @@ class TemporalCore(nn.Module):
     ) -> CoreState:
         """Zero state for ``batch`` streams of ``tokens`` tokens, allocated once (fp32 unless fp64 is asked for)."""
         if batch <= 0 or tokens <= 0:
-            raise ValueError(f"init_state needs batch > 0 and tokens > 0, got batch={batch}, tokens={tokens}")
+            raise InputError(f"init_state needs batch > 0 and tokens > 0, got batch={batch}, tokens={tokens}")
         if dtype not in STATE_DTYPES:
-            raise ValueError(f"the recurrent state is kept in float32 (or float64 for checks), got dtype={dtype}")
+            raise InputError(f"the recurrent state is kept in float32 (or float64 for checks), got dtype={dtype}")
         if device is None:
             p = next(self.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
@@ -75,32 +83,34 @@ class TemporalCore(nn.Module):
     def _check_input(self, x: torch.Tensor, rank: int, what: str) -> None:
         layout = "[B, T, N, D]" if rank == 4 else "[B, N, D]"
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{self.kind} core {what}: expected a tensor {layout}, got {type(x).__name__}")
+            raise InputTypeError(f"{self.kind} core {what}: expected a tensor {layout}, got {type(x).__name__}")
         if x.ndim != rank:
-            raise ValueError(
+            raise InputError(
                 f"{self.kind} core {what}: expected a rank-{rank} tensor {layout} with D={self.in_dim}, "
                 f"got shape {tuple(x.shape)}"
             )
         if x.shape[-1] != self.in_dim:
-            raise ValueError(
+            raise InputError(
                 f"{self.kind} core {what}: expected width D={self.in_dim} in the last dim of {layout}, "
                 f"got shape {tuple(x.shape)}"
             )
         if rank == 4 and x.shape[1] == 0:
-            raise ValueError(f"{self.kind} core {what}: the clip has T=0 frames (shape {tuple(x.shape)}); need T >= 1")
+            raise InputError(f"{self.kind} core {what}: the clip has T=0 frames (shape {tuple(x.shape)}); need T >= 1")
         if x.shape[0] == 0 or x.shape[-2] == 0:
-            raise ValueError(f"{self.kind} core {what}: empty batch or token axis in shape {tuple(x.shape)}")
+            raise InputError(f"{self.kind} core {what}: empty batch or token axis in shape {tuple(x.shape)}")
         if not x.is_floating_point():
-            raise TypeError(f"{self.kind} core {what}: expected a floating-point tensor, got {x.dtype}")
+            raise InputTypeError(f"{self.kind} core {what}: expected a floating-point tensor, got {x.dtype}")
 
     def _check_state(self, state: CoreState, x: torch.Tensor) -> None:
         if not isinstance(state, CoreState):
-            raise TypeError(f"{self.kind} core: state must come from core.init_state(...), got {type(state).__name__}")
+            raise InputTypeError(
+                f"{self.kind} core: state must come from core.init_state(...), got {type(state).__name__}"
+            )
         if state.kind != self.kind:
-            raise ValueError(f"{self.kind} core: got a state built by a {state.kind!r} core")
+            raise InputError(f"{self.kind} core: got a state built by a {state.kind!r} core")
         batch, tokens = x.shape[0], x.shape[-2]
         if state.batch != batch or state.tokens != tokens:
-            raise ValueError(
+            raise InputError(
                 f"{self.kind} core: the state was built for batch={state.batch}, tokens={state.tokens} but the input "
                 f"has batch={batch}, tokens={tokens}; call init_state({batch}, {tokens}, ...)"
             )
@@ -109,10 +119,10 @@ class TemporalCore(nn.Module):
             t = state.tensors.get(name)
             if t is None or tuple(t.shape) != shape:
                 got = None if t is None else tuple(t.shape)
-                raise ValueError(f"{self.kind} core: state tensor {name!r} should have shape {shape}, got {got}")
+                raise InputError(f"{self.kind} core: state tensor {name!r} should have shape {shape}, got {got}")
         dev = state.device
         if dev is not None and dev != x.device:
-            raise ValueError(f"{self.kind} core: the state lives on {dev} but the input is on {x.device}")
+            raise InputError(f"{self.kind} core: the state lives on {dev} but the input is on {x.device}")
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.input_proj is None else self.input_proj(x)

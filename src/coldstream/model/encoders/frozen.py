@@ -13,7 +13,11 @@ from functools import cached_property
 import torch
 from torch import nn
 
+from coldstream.errors import InputError, InputTypeError
 from coldstream.model.encoders.weights import state_dict_digest
+from coldstream.registry import Registry
+
+ENCODERS = Registry("encoder")
 
 
 class FrozenEncoder(nn.Module):
@@ -52,24 +56,26 @@ class FrozenEncoder(nn.Module):
     def check_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Validate ``[B, 3, H, W]`` float frames and cast them to the backbone's dtype."""
         if not isinstance(frames, torch.Tensor):
-            raise TypeError(f"{self.name}: frames must be a torch.Tensor [B, 3, H, W], got {type(frames).__name__}")
+            raise InputTypeError(
+                f"{self.name}: frames must be a torch.Tensor [B, 3, H, W], got {type(frames).__name__}"
+            )
         if frames.dim() != 4 or frames.shape[1] != 3:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: frames must be [B, 3, H, W] (RGB, channels first), got shape {tuple(frames.shape)}"
             )
         if not frames.is_floating_point():
-            raise TypeError(
+            raise InputTypeError(
                 f"{self.name}: frames must be normalised floats, got dtype {frames.dtype}; "
                 "convert uint8 decoder output with coldstream.io.preprocess.preprocess_frames"
             )
         h, w = frames.shape[-2:]
         if h % self.stride or w % self.stride or h == 0 or w == 0:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: frame height and width must be positive multiples of {self.stride}, got {h}x{w}"
             )
         capturing = frames.is_cuda and torch.cuda.is_current_stream_capturing()
         if self.check_finite and not capturing and not torch.isfinite(frames).all():
-            raise ValueError(f"{self.name}: frames contain NaN or Inf values")
+            raise InputError(f"{self.name}: frames contain NaN or Inf values")
         dtype = next(self.parameters()).dtype
         return frames if torch.is_autocast_enabled(frames.device.type) else frames.to(dtype)
 

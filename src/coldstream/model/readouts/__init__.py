@@ -1,15 +1,11 @@
-"""Task readouts under the streaming protocol (SPEC §5.1–5.5), with their losses and metrics."""
+"""Task readouts under the streaming protocol (frame t reads only the core's output for frame t), with their losses
+and metrics. ``build_readout(name, dim, **options)`` builds one by name from the :data:`READOUTS` registry."""
 
 from __future__ import annotations
 
-from coldstream.model.readouts.attention_readout import AttentionReadout
-from coldstream.model.readouts.base import Readout, ReadoutState, StatelessReadout
-from coldstream.model.readouts.box_tracking import (
-    BoxTrackingReadout,
-    box_iou,
-    box_tracking_loss,
-    mean_iou,
-)
+from coldstream.model.readouts import box_tracking, camera_pose, classification, depth, point_tracking  # noqa: F401
+from coldstream.model.readouts.base import READOUTS, Readout, ReadoutState, StatelessReadout
+from coldstream.model.readouts.box_tracking import BoxTrackingReadout, box_iou, box_tracking_loss, mean_iou
 from coldstream.model.readouts.camera_pose import (
     CameraPoseLoss,
     CameraPoseReadout,
@@ -18,7 +14,12 @@ from coldstream.model.readouts.camera_pose import (
     rotation_angle,
     rpe_translation,
 )
-from coldstream.model.readouts.classification import ClassificationReadout, classification_loss, top1_accuracy
+from coldstream.model.readouts.classification import (
+    ClassificationReadout,
+    LinearReadout,
+    classification_loss,
+    top1_accuracy,
+)
 from coldstream.model.readouts.depth import DepthReadout, abs_rel, depth_loss
 from coldstream.model.readouts.point_tracking import (
     PointTrackingReadout,
@@ -27,43 +28,27 @@ from coldstream.model.readouts.point_tracking import (
     point_tracking_loss,
 )
 
-READOUTS: dict[str, type[Readout]] = {
-    "ssv2": ClassificationReadout,
-    "waymo": BoxTrackingReadout,
-    "pt": PointTrackingReadout,
-    "scannet": DepthReadout,
-    "nuscenes": CameraPoseReadout,
-}
-READOUT_ALIASES = {
-    "classification": "ssv2",
-    "box_tracking": "waymo",
-    "tracking": "waymo",
-    "point_tracking": "pt",
-    "perception_test": "pt",
-    "depth": "scannet",
-    "pose": "nuscenes",
-    "camera_pose": "nuscenes",
-}
 
+def build_readout(name: str, dim: int, **options) -> Readout:
+    """The streaming readout ``name`` for core width ``dim``, with the paper's widths.
 
-def build_readout(task: str, dim: int, **options) -> Readout:
-    """The streaming readout of ``task`` (``ssv2``, ``waymo``, ``pt``, ``scannet``, ``nuscenes`` or the aliases
-    ``classification``, ``box_tracking``, ``point_tracking``, ``depth``, ``pose``) for core width ``dim``, with the
-    paper's widths; ``options`` override them (e.g. ``num_classes``, ``width``, ``image_size``)."""
-    key = READOUT_ALIASES.get(task.lower(), task.lower())
-    if key not in READOUTS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(READOUTS)} (or {sorted(READOUT_ALIASES)})")
-    return READOUTS[key](dim, **options)
+    Names: ``ssv2`` (the attentive classification probe; alias ``classification``), ``linear`` (a linear
+    classification head; alias ``linear_probe``), ``waymo`` (box tracking), ``pt`` (point tracking), ``scannet``
+    (depth), ``nuscenes`` (camera pose), and the aliases ``box_tracking``, ``point_tracking``, ``depth``, ``pose``.
+    ``options`` override the defaults (e.g. ``num_classes``, ``width``, ``image_size``, ``attention``); an unknown
+    option is refused with the accepted ones.
+    """
+    return READOUTS.create(name, dim, **options)
 
 
 __all__ = [
     "READOUTS",
-    "AttentionReadout",
     "BoxTrackingReadout",
     "CameraPoseLoss",
     "CameraPoseReadout",
     "ClassificationReadout",
     "DepthReadout",
+    "LinearReadout",
     "PointTrackingReadout",
     "Readout",
     "ReadoutState",

@@ -7,6 +7,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from coldstream.errors import InputError
+from coldstream.model.layers.attention import check_backend
+from coldstream.registry import Registry
+
+READOUTS = Registry("readout")
 ReadoutState = dict[str, Any]
 
 
@@ -26,23 +31,28 @@ class Readout(nn.Module):
       preallocated tensors updated in place. ``reset_state(state, mask, **inputs)`` restarts the streams in ``mask``
       with new task inputs.
     * ``REFERENCE_RENAME``: ``(reference prefix, own prefix)``: a reference checkpoint key (``model.`` stripped)
-      ``reference prefix + rest`` is this module's ``own prefix + rest`` (SPEC §5 key lists).
+      ``reference prefix + rest`` is this module's ``own prefix + rest`` (the key lists are in docs/model.md).
+
+    Args:
+        dim: the core width D the readout reads.
+        attention: the backend of the readout's attention layers (``"sdpa"``, ``"xformers"``, ``"math"``).
     """
 
     task: ClassVar[str] = "base"
     REFERENCE_RENAME: ClassVar[tuple[str, str]] = ("", "")
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, attention: str = "sdpa"):
         super().__init__()
         self.dim = dim
+        self.attention = check_backend(attention)
 
     def _check(self, o: torch.Tensor, rank: int) -> None:
         layout = "[B, T, N, D]" if rank == 4 else "[B, N, D]"
         if not isinstance(o, torch.Tensor) or o.ndim != rank or o.shape[-1] != self.dim:
             shape = tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__
-            raise ValueError(f"{self.task} readout: expected core output {layout} with D={self.dim}, got {shape}")
+            raise InputError(f"{self.task} readout: expected core output {layout} with D={self.dim}, got {shape}")
         if rank == 4 and o.shape[1] == 0:
-            raise ValueError(f"{self.task} readout: the clip has T=0 frames")
+            raise InputError(f"{self.task} readout: the clip has T=0 frames")
 
     def stack_steps(self, outs: list, state: ReadoutState) -> Any:
         """Per-frame ``step`` outputs -> the clip layout of ``forward`` (time is axis 1 unless overridden)."""

@@ -1,13 +1,14 @@
-"""Waymo box tracking: a box query decoded against frame t, fed back (detached) as frame t+1's query (SPEC §5.2)."""
+"""Waymo box tracking: a box query decoded against frame t, fed back (detached) as frame t+1's query."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from coldstream.model.readouts.base import Readout, ReadoutState, stack_frames
-from coldstream.model.readouts.fourier import FourierPositionEncoding
-from coldstream.model.readouts.query_decoder import QueryDecoder
+from coldstream.errors import InputError
+from coldstream.model.layers.decoder import QueryDecoder
+from coldstream.model.layers.fourier import FourierPositionEncoding
+from coldstream.model.readouts.base import READOUTS, Readout, ReadoutState, stack_frames
 
 
 class BBoxQueryEncoder(nn.Module):
@@ -25,6 +26,7 @@ class BBoxQueryEncoder(nn.Module):
         return self.to_query(self.bbox_encoder(self.fourier_enc.encode_for(box, self.bbox_encoder[0]))).unsqueeze(1)
 
 
+@READOUTS.register("waymo", aliases=("box_tracking", "tracking"))
 class BoxTrackingReadout(Readout):
     """Per frame: ``q_t = QueryEnc(b_{t-1})`` (``b_{-1}`` = the given initial box); ``q_t = Decoder(q_t, proj(o_t))``
     (1 pre-norm layer, 1024-d, 4 heads, ReLU FFN 4096); ``b_t = MLP(q_t)`` (1024 -> GELU -> 4, raw cxcywh in
@@ -36,18 +38,26 @@ class BoxTrackingReadout(Readout):
 
     task = "waymo"
 
-    def __init__(self, dim: int, width: int = 1024, num_heads: int = 4, num_layers: int = 1, hidden: int = 512):
-        super().__init__(dim)
+    def __init__(
+        self,
+        dim: int,
+        width: int = 1024,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        hidden: int = 512,
+        attention: str = "sdpa",
+    ):
+        super().__init__(dim, attention)
         self.proj_to_readout = nn.Linear(dim, width) if dim != width else nn.Identity()
         self.bbox_query_encoder = BBoxQueryEncoder(width, hidden=hidden)
-        self.readout = QueryDecoder(width, num_heads, num_layers)
+        self.readout = QueryDecoder(width, num_heads, num_layers, attention=attention)
         self.bbox_head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 4))
 
     @staticmethod
     def _check_box(init_box: torch.Tensor | None, batch: int) -> torch.Tensor:
         if init_box is None or init_box.shape != (batch, 4):
             got = None if init_box is None else tuple(init_box.shape)
-            raise ValueError(f"waymo readout: needs init_box [B={batch}, 4] (cx, cy, w, h in [0, 1]), got {got}")
+            raise InputError(f"waymo readout: needs init_box [B={batch}, 4] (cx, cy, w, h in [0, 1]), got {got}")
         return init_box
 
     def predict(self, o_t: torch.Tensor, prev_box: torch.Tensor) -> torch.Tensor:
@@ -111,13 +121,14 @@ def box_tracking_loss(
     l1_weight: float = 5.0,
     giou_weight: float = 2.0,
 ) -> torch.Tensor:
-    """L1 on (cx, cy, w, h) + generalised-IoU loss, weights 5 / 2 as DETR's box losses (not published, SPEC §10.2).
+    """L1 on (cx, cy, w, h) + generalised-IoU loss, weights 5 / 2 as DETR's box losses (the paper does not publish
+    its loss; our choice).
 
     Args:
         pred, target: ``[B, T, 4]`` cxcywh. valid: ``[B, T]`` frames with a ground-truth box (default all).
     """
     if pred.shape != target.shape or pred.shape[-1] != 4:
-        raise ValueError(f"expected pred and target [B, T, 4], got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise InputError(f"expected pred and target [B, T, 4], got {tuple(pred.shape)} and {tuple(target.shape)}")
     m = _valid(valid, pred).float()
     denom = m.sum().clamp(min=1)
     l1 = ((pred.float() - target.float()).abs().sum(-1) * m).sum() / denom

@@ -1,4 +1,4 @@
-"""NuScenes camera pose: token mean-pool -> MLP -> relative translation + 6-D rotation per frame (SPEC §5.5)."""
+"""NuScenes camera pose: token mean-pool -> MLP -> relative translation + 6-D rotation per frame."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coldstream.model.readouts.base import StatelessReadout
+from coldstream.errors import InputError
+from coldstream.model.readouts.base import READOUTS, StatelessReadout
 
 
+@READOUTS.register("nuscenes", aliases=("pose", "camera_pose"))
 class CameraPoseReadout(StatelessReadout):
     """Per frame: mean over the N tokens of ``proj(o_t)`` -> LN -> Linear(1024->512) -> GELU -> Linear(512->9).
 
@@ -19,8 +21,8 @@ class CameraPoseReadout(StatelessReadout):
 
     task = "nuscenes"
 
-    def __init__(self, dim: int, width: int = 1024, hidden: int = 512):
-        super().__init__(dim)
+    def __init__(self, dim: int, width: int = 1024, hidden: int = 512, attention: str = "sdpa"):
+        super().__init__(dim, attention)
         self.proj_to_readout = nn.Linear(dim, width) if dim != width else nn.Identity()
         self.pose_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 9))
 
@@ -63,12 +65,12 @@ def _frames_mask(shape: torch.Size, valid: torch.Tensor | None, device) -> torch
 
 
 class CameraPoseLoss(nn.Module):
-    """Kendall & Cipolla (2017) homoscedastic weighting of translation and rotation (SPEC §5.5)::
+    """Kendall & Cipolla (2017) homoscedastic weighting of translation and rotation::
 
         L = exp(−s_t) L_t + s_t + exp(−s_r) L_r + s_r
 
     with learned ``s_t``, ``s_r`` (init 0 and −3, the PoseNet values; the reference stores them under ``loss_fn.*``,
-    ignored when loading). Per-term losses are not published (SPEC §10.2); our choice: ``L_t`` = L1 on the relative
+    ignored when loading). Per-term losses are not published; our choice: ``L_t`` = L1 on the relative
     translation (metres, summed over xyz), ``L_r`` = geodesic angle (radians) after Gram–Schmidt. Frame 0 is masked.
     """
 
@@ -86,7 +88,7 @@ class CameraPoseLoss(nn.Module):
     ) -> torch.Tensor:
         """``pred`` ``[B, T, 9]``; targets ``[B, T, 3]`` and ``[B, T, 3, 3]`` (pose of t relative to t−1)."""
         if pred.ndim != 3 or pred.shape[-1] != 9:
-            raise ValueError(f"expected pose predictions [B, T, 9], got {tuple(pred.shape)}")
+            raise InputError(f"expected pose predictions [B, T, 9], got {tuple(pred.shape)}")
         m = _frames_mask(pred.shape[:2], valid, pred.device).float()
         denom = m.sum().clamp(min=1)
         pred = pred.float()

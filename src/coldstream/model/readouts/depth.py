@@ -1,13 +1,15 @@
-"""ScanNet depth: 784 learned queries, one per 8×8 patch of the 224×224 frame (SPEC §5.4)."""
+"""ScanNet depth: 784 learned queries, one per 8×8 patch of the 224×224 frame."""
 
 from __future__ import annotations
 
 import torch
 
-from coldstream.model.readouts.attention_readout import AttentionReadout
-from coldstream.model.readouts.base import StatelessReadout
+from coldstream.errors import InputError
+from coldstream.model.layers.attention_readout import AttentionReadout
+from coldstream.model.readouts.base import READOUTS, StatelessReadout
 
 
+@READOUTS.register("scannet", aliases=("depth",))
 class DepthReadout(StatelessReadout):
     """Per frame an attentive probe (1024-d, 16 heads, learned one-frame temporal bias) with one query per output
     patch; each query regresses its 8×8 patch, reassembled row-major to ``[H, W]``. No output activation.
@@ -18,13 +20,23 @@ class DepthReadout(StatelessReadout):
     task = "scannet"
     REFERENCE_RENAME = ("readout.readout.", "probe.")
 
-    def __init__(self, dim: int, width: int = 1024, num_heads: int = 16, image_size: int = 224, patch: int = 8):
-        super().__init__(dim)
+    def __init__(
+        self,
+        dim: int,
+        width: int = 1024,
+        num_heads: int = 16,
+        image_size: int = 224,
+        patch: int = 8,
+        attention: str = "sdpa",
+    ):
+        super().__init__(dim, attention)
         if image_size % patch:
-            raise ValueError(f"depth readout: image size {image_size} is not a multiple of the patch {patch}")
+            raise InputError(f"depth readout: image size {image_size} is not a multiple of the patch {patch}")
         self.image_size, self.patch = image_size, patch
         self.grid = image_size // patch
-        self.probe = AttentionReadout(dim, width, patch * patch, self.grid * self.grid, num_heads, temporal_posenc=True)
+        self.probe = AttentionReadout(
+            dim, width, patch * patch, self.grid * self.grid, num_heads, temporal_posenc=True, attention=attention
+        )
 
     def frame(self, o: torch.Tensor) -> torch.Tensor:
         """``[F, N, D] -> [F, H, W]``."""
@@ -40,10 +52,10 @@ def _depth_valid(target: torch.Tensor, valid: torch.Tensor | None, min_depth: fl
 
 
 def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, min_depth: float = 1e-3):
-    """L1 on metric depth over valid pixels (not published, SPEC §10.2; our choice: the head has no output
+    """L1 on metric depth over valid pixels (the paper does not publish its loss; our choice: the head has no output
     activation and AbsRel is read without rescaling, so a scale-fixing loss). ``[B, T, H, W]``."""
     if pred.shape != target.shape:
-        raise ValueError(f"pred_depth {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        raise InputError(f"pred_depth {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     m = _depth_valid(target, valid, min_depth).float()
     return ((pred.float() - target.float()).abs() * m).sum() / m.sum().clamp(min=1)
 

@@ -1,4 +1,4 @@
-"""Perception Test point tracking: one fixed point query decoded against each frame (SPEC §5.3)."""
+"""Perception Test point tracking: one fixed point query decoded against each frame."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coldstream.model.readouts.base import Readout, ReadoutState
-from coldstream.model.readouts.fourier import FourierPositionEncoding
-from coldstream.model.readouts.query_decoder import QueryDecoder
+from coldstream.errors import InputError
+from coldstream.model.layers.decoder import QueryDecoder
+from coldstream.model.layers.fourier import FourierPositionEncoding
+from coldstream.model.readouts.base import READOUTS, Readout, ReadoutState
 
 QUERY_VISIBILITY_LOGIT = 10.0
 QUERY_UNCERTAINTY_LOGIT = -10.0
 
 
+@READOUTS.register("pt", aliases=("point_tracking", "perception_test"))
 class PointTrackingReadout(Readout):
     """Query ``(x, y)`` in [0, 1]² -> Fourier(16) -> MLP 64->512->512 -> Linear(512->1024): the same query every
     frame. Per frame: Decoder(query, proj(o_t)) (1 pre-norm layer, 8 heads, ReLU FFN 4096) -> LN -> head
@@ -27,8 +29,16 @@ class PointTrackingReadout(Readout):
 
     task = "pt"
 
-    def __init__(self, dim: int, width: int = 1024, num_heads: int = 8, num_layers: int = 1, hidden: int = 512):
-        super().__init__(dim)
+    def __init__(
+        self,
+        dim: int,
+        width: int = 1024,
+        num_heads: int = 8,
+        num_layers: int = 1,
+        hidden: int = 512,
+        attention: str = "sdpa",
+    ):
+        super().__init__(dim, attention)
         self.width = width
         self.proj_to_readout = nn.Linear(dim, width) if dim != width else nn.Identity()
         self.fourier_enc = FourierPositionEncoding(16, input_dim=2)
@@ -36,7 +46,7 @@ class PointTrackingReadout(Readout):
             nn.Linear(self.fourier_enc.output_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden)
         )
         self.to_query = nn.Linear(hidden, width)
-        self.readout = QueryDecoder(width, num_heads, num_layers)
+        self.readout = QueryDecoder(width, num_heads, num_layers, attention=attention)
         self.prediction_head = nn.Sequential(nn.Linear(width, width // 2), nn.GELU(), nn.Linear(width // 2, 4))
 
     @staticmethod
@@ -44,11 +54,11 @@ class PointTrackingReadout(Readout):
         """-> points ``[B, Q, 2]``, frames ``[B, Q]`` (long), whether the caller gave a Q axis."""
         if query_points is None or query_points.ndim not in (2, 3) or query_points.shape[0] != batch:
             got = None if query_points is None else tuple(query_points.shape)
-            raise ValueError(f"pt readout: needs query_points [B={batch}, 2] or [B, Q, 2] in [0, 1], got {got}")
+            raise InputError(f"pt readout: needs query_points [B={batch}, 2] or [B, Q, 2] in [0, 1], got {got}")
         multi = query_points.ndim == 3
         pts = query_points if multi else query_points[:, None]
         if pts.shape[-1] != 2:
-            raise ValueError(
+            raise InputError(
                 f"pt readout: query_points must end in 2 coordinates (x, y), got {tuple(query_points.shape)}"
             )
         if query_frames is None:
@@ -56,7 +66,7 @@ class PointTrackingReadout(Readout):
         else:
             frames = (query_frames if multi else query_frames[:, None]).long()
             if frames.shape != pts.shape[:2]:
-                raise ValueError(
+                raise InputError(
                     f"pt readout: query_frames must be {tuple(pts.shape[:2])[: 2 if multi else 1]}, "
                     f"got {tuple(query_frames.shape)}"
                 )
@@ -135,7 +145,7 @@ def point_tracking_loss(
     uncertainty_threshold: float = 8.0,
     weights: tuple[float, float, float] = (0.05, 1.0, 1.0),
 ) -> torch.Tensor:
-    """TAPIR-style loss (not published, SPEC §10.2; our choice): Huber on pixel positions (δ = 4 px, visible
+    """TAPIR-style loss (the paper does not publish its loss; our choice): Huber on pixel positions (δ = 4 px, visible
     frames), BCE on visibility (all frames), BCE on uncertainty with target "position error > 8 px" (visible frames,
     error detached), weighted 0.05 / 1 / 1 as TAPIR (Doersch et al. 2023). The query frame (overwritten) is excluded.
 
@@ -145,7 +155,7 @@ def point_tracking_loss(
     """
     pred = out["pred_points"].float()
     if pred.shape != target_points.shape:
-        raise ValueError(f"pred_points {tuple(pred.shape)} and target_points {tuple(target_points.shape)} differ")
+        raise InputError(f"pred_points {tuple(pred.shape)} and target_points {tuple(target_points.shape)} differ")
     t = pred.shape[-2]
     if query_frames is None:
         query_frames = torch.zeros(pred.shape[:-2], dtype=torch.long, device=pred.device)

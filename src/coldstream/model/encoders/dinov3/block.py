@@ -1,4 +1,4 @@
-"""One DINOv3 transformer block (SPEC §2.2): pre-norm attention and MLP branches, each scaled by LayerScale."""
+"""One DINOv3 transformer block: pre-norm attention and MLP branches, each scaled by LayerScale."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coldstream.model.attention import attention
 from coldstream.model.encoders.dinov3.rope import apply_rope
+from coldstream.model.layers.attention import attention, check_backend
+from coldstream.model.layers.layer_scale import LayerScale
+from coldstream.model.layers.mlp import Mlp
 
 
 class LinearKMaskedBias(nn.Linear):
     """qkv projection whose K-third bias is always zero (checkpoint buffer ``bias_mask``: 1 for Q and V, 0 for K).
 
-    The stored mask is ignored on load and rebuilt: official files may carry it uninitialised, and the SPEC fixes its
-    meaning.
+    The stored mask is ignored on load and rebuilt: official files may carry it uninitialised, and its meaning is
+    fixed (the K bias is unused).
     """
 
     def __init__(self, dim: int):
@@ -34,23 +36,14 @@ class LinearKMaskedBias(nn.Linear):
         return F.linear(x, self.weight, self.bias * self.bias_mask.to(self.bias.dtype))
 
 
-class LayerScale(nn.Module):
-    def __init__(self, dim: int, init: float = 1e-5):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.full((dim,), init))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, attention_backend: str = "sdpa"):
+    def __init__(self, dim: int, num_heads: int, attention: str = "sdpa"):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = LinearKMaskedBias(dim)
         self.proj = nn.Linear(dim, dim)
-        self.attention_backend = attention_backend
+        self.attention = check_backend(attention)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], num_prefix: int) -> torch.Tensor:
         """x ``[B, N, D]``; RoPE rotates q and k of the patch tokens only (the first ``num_prefix`` are left as is)."""
@@ -59,28 +52,18 @@ class SelfAttention(nn.Module):
         sin, cos = rope
         q = torch.cat((q[:, :, :num_prefix], apply_rope(q[:, :, num_prefix:], sin, cos)), dim=2)
         k = torch.cat((k[:, :, :num_prefix], apply_rope(k[:, :, num_prefix:], sin, cos)), dim=2)
-        out = attention(q, k, v, self.attention_backend)  # [B, H, N, Dh]
+        out = attention(q, k, v, self.attention)  # [B, H, N, Dh]
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))  # exact (erf) GELU
-
-
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, attention_backend: str = "sdpa"):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, attention: str = "sdpa"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-5)
-        self.attn = SelfAttention(dim, num_heads, attention_backend)
+        self.attn = SelfAttention(dim, num_heads, attention)
         self.ls1 = LayerScale(dim)
         self.norm2 = nn.LayerNorm(dim, eps=1e-5)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))  # exact (erf) GELU, no dropout
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], num_prefix: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""DINOv3's 2-D axial rotary position embedding (SPEC §2.2), evaluation mode.
+"""DINOv3's 2-D axial rotary position embedding, evaluation mode.
 
 Patch (row i, col j) of an h×w grid gets normalised coordinates c_h = 2(i+0.5)/h − 1, c_w = 2(j+0.5)/w − 1
 ("separate" normalisation). With head dim d_h and P = d_h/4 periods p_k = base^(2k/(d_h/2)), the angle vector is
@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from coldstream.errors import InputError
+
 
 class RopePositionEmbedding(nn.Module):
     """Holds the ``periods`` buffer (checkpoint key ``rope_embed.periods``) and produces (sin, cos) for a grid."""
@@ -21,7 +23,7 @@ class RopePositionEmbedding(nn.Module):
     def __init__(self, head_dim: int, base: float = 100.0):
         super().__init__()
         if head_dim % 4 != 0:
-            raise ValueError(f"RoPE head dim must be a multiple of 4, got {head_dim}")
+            raise InputError(f"RoPE head dim must be a multiple of 4, got {head_dim}")
         self.head_dim = head_dim
         self.base = base
         n = head_dim // 4

@@ -1,4 +1,4 @@
-"""DINOv3 ViT-S/16, B/16, L/16 backbone (SPEC §2.1–2.2), with the official checkpoint's parameter names (§2.6)."""
+"""DINOv3 ViT-S/16, B/16, L/16 backbone (evaluation mode), with the official checkpoint's parameter names."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coldstream.errors import InputError
 from coldstream.model.encoders.dinov3.block import Block, LinearKMaskedBias
 from coldstream.model.encoders.dinov3.rope import RopePositionEmbedding
 
@@ -24,7 +25,7 @@ class DINOv3Config:
 
     @property
     def intermediate_layers(self) -> tuple[int, ...]:
-        """0-based blocks read for multi-depth features (SPEC §2.4): depth/4−1, depth/2−1, 3depth/4−1, depth−1."""
+        """0-based blocks read for multi-depth features: depth/4−1, depth/2−1, 3depth/4−1, depth−1."""
         d = self.depth
         return (d // 4 - 1, d // 2 - 1, 3 * d // 4 - 1, d - 1)
 
@@ -48,7 +49,7 @@ class PatchEmbed(nn.Module):
 class DINOv3ViT(nn.Module):
     """Evaluation-mode DINOv3 ViT. Input ``[B, 3, H, W]`` (H, W multiples of 16, ImageNet-normalised)."""
 
-    def __init__(self, cfg: DINOv3Config, attention_backend: str = "sdpa"):
+    def __init__(self, cfg: DINOv3Config, attention: str = "sdpa"):
         super().__init__()
         self.cfg = cfg
         d = cfg.embed_dim
@@ -58,9 +59,7 @@ class DINOv3ViT(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, d))  # only used by masked pre-training; kept for the layout
         self.patch_embed = PatchEmbed(cfg.patch_size, d)
         self.rope_embed = RopePositionEmbedding(d // cfg.num_heads, cfg.rope_base)
-        self.blocks = nn.ModuleList(
-            [Block(d, cfg.num_heads, cfg.mlp_ratio, attention_backend) for _ in range(cfg.depth)]
-        )
+        self.blocks = nn.ModuleList([Block(d, cfg.num_heads, cfg.mlp_ratio, attention) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(d, eps=1e-5)
         self.init_weights()
 
@@ -74,7 +73,7 @@ class DINOv3ViT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def reset_buffers(self) -> None:
-        """Rebuild buffers whose value the SPEC fixes (after loading a checkpoint)."""
+        """Rebuild buffers whose value is fixed by the architecture (after loading a checkpoint)."""
         for m in self.modules():
             if isinstance(m, LinearKMaskedBias):
                 m.reset_mask()
@@ -89,11 +88,12 @@ class DINOv3ViT(nn.Module):
     def get_intermediate_layers(
         self, x: torch.Tensor, n: Sequence[int] | None = None, norm: bool = True
     ) -> tuple[torch.Tensor, ...]:
-        """Outputs of the blocks with 0-based indices ``n`` (default: SPEC §2.4's four), all tokens ``[B, N, D]``,
-        each passed through the final LayerNorm when ``norm``. Blocks after the last requested one are not run."""
+        """Outputs of the blocks with 0-based indices ``n`` (default: ``cfg.intermediate_layers``), all tokens
+        ``[B, N, D]``, each passed through the final LayerNorm when ``norm``. Blocks after the last requested one
+        are not run."""
         n = tuple(self.cfg.intermediate_layers if n is None else n)
         if not n or min(n) < 0 or max(n) >= self.cfg.depth:
-            raise ValueError(f"layer indices must be in [0, {self.cfg.depth - 1}], got {n}")
+            raise InputError(f"layer indices must be in [0, {self.cfg.depth - 1}], got {n}")
         z, rope = self._tokens(x)
         outs: dict[int, torch.Tensor] = {}
         for i, blk in enumerate(self.blocks[: max(n) + 1]):

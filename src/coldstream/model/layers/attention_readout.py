@@ -1,4 +1,5 @@
-"""The 4DS / V-JEPA attentive probe (RVM's ``AttentionReadout`` with ``match_vjepa_implementation=True``)."""
+"""The 4DS / V-JEPA attentive probe (RVM's ``AttentionReadout`` with ``match_vjepa_implementation=True``): learned
+queries cross-attend to the tokens of one frame. Used by the classification and depth readouts."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coldstream.errors import InputError
+from coldstream.model.layers.attention import attention, check_backend
+
 
 class AttentionReadout(nn.Module):
-    """Learned queries cross-attend to the tokens of one frame (SPEC §5.1, §5.4).
+    """Learned queries cross-attend to the tokens of one frame.
 
     ``f = LN(x) (+ temporal_posenc)``; ``K, V = W_k f + b_k, W_v f + b_v`` split into heads; each learned query
     ``q`` ``[Q, H, d_h]`` (init N(0, 0.02²)) gives ``a = softmax(q K^T / sqrt(d_h)) V``; ``τ = q + W_o a``;
@@ -19,6 +23,7 @@ class AttentionReadout(nn.Module):
         input_dim: token width D. num_params: internal width (768 SSv2, 1024 ScanNet). num_outputs: per query.
         num_queries: Q. num_heads: H. mlp_ratio: 4. temporal_posenc: add the learned ``(1, 1, 1, D)`` vector
             (ScanNet's per-frame readout keeps RVM's one-frame temporal embedding: a learned bias on the input).
+        attention: the attention backend (``"sdpa"``, ``"xformers"``, ``"math"``).
     """
 
     def __init__(
@@ -30,12 +35,14 @@ class AttentionReadout(nn.Module):
         num_heads: int = 12,
         mlp_ratio: int = 4,
         temporal_posenc: bool = False,
+        attention: str = "sdpa",
     ):
         super().__init__()
         if num_params % num_heads:
-            raise ValueError(f"readout width {num_params} is not divisible by {num_heads} heads")
+            raise InputError(f"readout width {num_params} is not divisible by {num_heads} heads")
         self.num_params, self.num_heads, self.num_queries = num_params, num_heads, num_queries
         self.head_dim = num_params // num_heads
+        self.attention = check_backend(attention)
         self.input_norm = nn.LayerNorm(input_dim)
         self.temporal_posenc = nn.Parameter(torch.randn(1, 1, 1, input_dim) * 0.02) if temporal_posenc else None
         self.query = nn.Parameter(torch.randn(num_queries, num_heads, self.head_dim) * 0.02)
@@ -56,7 +63,7 @@ class AttentionReadout(nn.Module):
         k = self.key_proj(feats).view(f, n, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.value_proj(feats).view(f, n, self.num_heads, self.head_dim).transpose(1, 2)
         q = self.query.to(k.dtype).transpose(0, 1).unsqueeze(0).expand(f, -1, -1, -1)  # [F, H, Q, d_h]
-        a = F.scaled_dot_product_attention(q, k, v)  # [F, H, Q, d_h]
+        a = attention(q, k, v, self.attention)  # [F, H, Q, d_h]
         a = a.transpose(1, 2).reshape(f, self.num_queries, self.num_params)
         tok = self.query.reshape(1, self.num_queries, self.num_params) + self.out_proj(a)
         tok = tok + self.mlp_fc2(F.gelu(self.mlp_fc1(self.mlp_norm(tok))))
