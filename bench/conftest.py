@@ -1,7 +1,7 @@
 """Shared options for the benchmark suites: ``--device cpu|cuda|auto`` and ``--quick``.
 
 Every case checks its result against the reference before it is timed; GPU timings synchronise and warm up first
-(``coldstream.perf.pedantic``). Figures go into ``benchmark.extra_info`` so ``coldstream bench`` can tabulate them.
+(``coldstream.perf.pedantic``). Figures go into ``benchmark.extra_info`` so ``bench/run.py`` can tabulate them.
 """
 
 import os

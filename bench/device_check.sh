@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one GPU validation command, for a fresh GPU machine as PLATFORM.md describes it (Python 3.12, torch 2.11,
-# triton 3.6, pytest + pytest-benchmark; no DALI, xFormers or PyAV): runs straight from the source tree.
+# The one GPU validation command, for a fresh GPU machine (Python 3.12, torch 2.11, triton 3.6, pytest +
+# pytest-benchmark; no DALI, xFormers or PyAV): runs straight from the source tree.
 #
 #   bash bench/device_check.sh            # results under $OUT (default: ./device-check-out)
 #
@@ -35,7 +35,7 @@ suites=${SUITES:-"kernels end_to_end cores encoder training io"}
 args=()
 for s in $suites; do args+=(--suite "$s"); done
 limits=${SUITE_TIMEOUTS:-kernels=200,end_to_end=100,cores=70,encoder=70,training=50,io=40}
-python3 -m coldstream.cli bench --device cuda --quick --suite-timeout "$limits" "${args[@]}" --out "$OUT/bench.json" \
+python3 bench/run.py --device cuda --quick --suite-timeout "$limits" "${args[@]}" --out "$OUT/bench.json" \
   2>&1 | tee "$OUT/bench.log"
 bench_rc=${PIPESTATUS[0]}
 echo "bench: exit $bench_rc; total $((SECONDS - start)) s" | tee -a "$OUT/info.txt"

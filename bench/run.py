@@ -1,5 +1,5 @@
-"""``coldstream bench``: run the ``bench/`` suites, print one table, write JSON (machine, versions, commit, every
-figure) and a PNG plot.
+"""``python bench/run.py``: run the ``bench/`` suites, print one table, write JSON (machine, versions, commit, every
+figure) and a PNG plot. It runs from a checkout (the suites are not part of the installed package).
 
 Each suite is a pytest-benchmark file ``bench/test_<suite>.py``. A case that fails its correctness gate is reported as
 failed with no speed; a skipped case (no GPU, a missing optional backend) is listed with its reason.
@@ -36,13 +36,6 @@ FIGURES = (  # (extra_info key, column title, format)
     ("mfu_pct", "MFU", "{:.1f}%"),
     ("peak_mem_mb", "peak MiB", "{:,.0f}"),
 )
-
-
-def find_bench_dir(start: Path | None = None) -> Path:
-    for d in [start or Path.cwd(), *(start or Path.cwd()).parents]:
-        if (d / "bench" / "conftest.py").is_file():
-            return d / "bench"
-    raise FileNotFoundError("no bench/ folder found here or above: run `coldstream bench` inside a coldstream checkout")
 
 
 def machine_info() -> dict:
@@ -213,7 +206,7 @@ def parse_timeouts(text: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="coldstream bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--suite", action="append", choices=SUITES, help="repeatable; default: all")
     p.add_argument("--quick", action="store_true", help="smallest shapes, fewest rounds")
@@ -237,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        print("coldstream bench: --device cuda asked for, but no CUDA device is available; nothing to run.")
+        print("bench/run.py: --device cuda asked for, but no CUDA device is available; nothing to run.")
         return 0
-    bench_dir = find_bench_dir()
+    bench_dir = Path(__file__).resolve().parent
     info = machine_info()
     rows: list[dict] = []
     codes = {}
@@ -269,3 +262,7 @@ def write_outputs(result: dict, out: Path) -> int:
     if failed:
         print(f"{len(failed)} case(s) FAILED their correctness gate or errored: no speed is reported for them.")
     return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,7 @@ from coldstream.model.cores import build_core
 from coldstream.model.cuda_graph import CUDAGraphRunner
 from coldstream.perf import autocast_bf16, pedantic, record_throughput
 
-KINDS = ["identity", "rvmrnn", "mamba", "mambamix", "gmmix"]
+KINDS = ["identity", "meanpool", "rvmrnn", "mamba", "mambamix", "gmmix"]
 
 
 def _core(kind: str, dim: int, device) -> torch.nn.Module:

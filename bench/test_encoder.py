@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from coldstream.model import build_encoder
-from coldstream.model.attention import xformers_unavailable_reason
 from coldstream.model.cuda_graph import CUDAGraphRunner
 from coldstream.model.encoders.dinov3.vit import DINOV3_CONFIGS
+from coldstream.model.layers.attention import xformers_unavailable_reason
 from coldstream.perf import device_limits, pedantic, record_throughput
 
 

@@ -1,12 +1,12 @@
-"""Training throughput: clips/s from the feature cache vs the same model with the frozen encoder in the loop, side by
-side on one machine, and cache extraction frames/s.
+"""Training throughput: clips/s of one ``VideoModel`` trained from the feature cache (``model(features=...)``) vs the
+same model with its frozen encoder in the loop (``model(clip)``), side by side on one machine, and cache extraction
+frames/s.
 
 EfficientNet-Lite0 (real weights, the whole network) at 128² on CPU, 224² on GPU; T = 16; the main job's kind of
 model (configs/demo.yaml: a 1-layer core of width 64 over every token with position embeddings, GMMix with d_state 4 /
 expand 1, linear readout). The main job itself uses the cheaper stride-16 cut at 96², where the encoder's share, and
-so the ratio, is smaller.
-The issue asks for >= 10x; the test asserts it. Before timing, the cached features must equal the encoder's output
-(bf16) and both paths must give the same loss on the same batch.
+so the ratio, is smaller. The cache should make training >= 10x faster; the case asserts it. Before timing, the cached
+features must equal the encoder's output (bf16) and both paths must give the same outputs on the same batch.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from coldstream.model import ModelConfig
 from coldstream.perf import pedantic, time_fn
-from coldstream.train.cache import CacheKey, FeatureCache
-from coldstream.train.clip_model import ClipModel
-from coldstream.train.clips import CachedClips, ClipItem, EncoderInTheLoop
+from coldstream.train.clips import CachedClips, ClipItem
 from coldstream.train.extract import FrameJob, extract_features
+from coldstream.train.pipeline import build_model, cache_key, open_cache
 
 T = 16
 
@@ -33,8 +33,7 @@ def setup(tmp_path_factory, device, quick):
     enc = build_encoder("efficientnet_lite0").to(device)
     g = torch.Generator().manual_seed(0)
     frames = torch.randn(n_clips, T, 3, size, size, generator=g)
-    key = CacheKey(enc.name, enc.weights_id, {"size": size}, (enc.num_depths, enc.num_tokens(size, size), enc.dim))
-    cache = FeatureCache(tmp_path_factory.mktemp("cache"), key)
+    cache = open_cache(tmp_path_factory.mktemp("cache"), cache_key(enc, size))
     jobs = [FrameJob(f"clip{i}", list(range(T)), lambda idx, i=i: frames[i][idx], f"clip{i}") for i in range(n_clips)]
     rep = extract_features(cache, jobs, enc, batch_size=64, device=device, show_progress=False)
     with torch.no_grad():
@@ -56,34 +55,36 @@ def test_cache_extraction_frames_per_s(benchmark, setup, device):
 def test_train_clips_per_s_cache_vs_encoder_in_loop(benchmark, setup, device, core):
     enc, cache, b = setup["enc"], setup["cache"], setup["batch"]
     torch.manual_seed(0)
-    shape = cache.key.feature_shape
-    opts = {"d_state": 4, "expand": 1} if core == "gmmix" else {}
-    model = ClipModel(shape, 8, core=core, core_dim=64, core_layers=1, core_options=opts, prefix_tokens=1).to(device)
-    live = EncoderInTheLoop(enc, model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    options = {"d_state": 4, "expand": 1} if core == "gmmix" else {"num_heads": 2} if core == "rvmrnn" else {}
+    config = ModelConfig(
+        encoder=enc.name, frame_size=setup["size"], core=core, core_dim=64, core_layers=1, core_options=options
+    )
+    model = build_model(config, enc, [str(c) for c in range(8)]).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     data = CachedClips(cache, setup["items"])
     labels = torch.tensor([it.label for it in setup["items"][:b]], device=device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    def step(fn, x):
+    def step(inputs):
         with amp:
-            loss = torch.nn.functional.cross_entropy(fn(x)[:, -1].float(), labels)
+            loss = torch.nn.functional.cross_entropy(model(**inputs)[:, -1].float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss
 
-    def from_cache():  # reading + collating the cached rows is part of the timed step
-        x = torch.stack([data[i][0] for i in range(b)]).to(device)
-        return step(model, x)
+    def cached_features():  # reading + collating the cached rows is part of the timed step
+        return torch.stack([data[i][0]["features"] for i in range(b)]).to(device, torch.float32)
+
+    def from_cache():
+        return step({"features": cached_features()})
 
     def encoder_in_loop():
-        return step(live, setup["frames"][:b].to(device))
+        return step({"clip": setup["frames"][:b].to(device)})
 
-    model.eval()  # same loss both ways before timing (no dropout)
+    model.eval()  # same outputs both ways before timing (no dropout)
     with torch.no_grad(), amp:
-        x = torch.stack([data[i][0] for i in range(b)]).to(device)
-        a, c = model(x).float(), live(setup["frames"][:b].to(device)).float()
+        a, c = model(features=cached_features()).float(), model(setup["frames"][:b].to(device)).float()
     torch.testing.assert_close(a, c, atol=2e-2, rtol=2e-2)
     model.train()
     t_cache = time_fn(from_cache, device, warmup=2, iters=5)

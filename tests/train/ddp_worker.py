@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-from coldstream.train.config import load_config
+from coldstream.train.config import load_job_config
 from coldstream.train.distributed import init_distributed, shutdown
-from coldstream.train.tasks.base import ClassificationTask
+from coldstream.train.tasks import ClassificationObjective
 from coldstream.train.trainer import Trainer
 from tests.train.test_trainer import TinyClipModel, _data
 
@@ -24,10 +24,10 @@ class NoDropout(TinyClipModel):
 
 def main(out: str, run_dir: str) -> None:
     info = init_distributed("cpu")
-    cfg = load_config(None, [f"train.out_dir={run_dir}", "train.epochs=2", "train.batch_size=8", "train.progress=false",
-                             "train.resume=false", "optim.lr=0.01"])  # fmt: skip
+    cfg = load_job_config(None, [f"train.out_dir={run_dir}", "train.epochs=2", "train.batch_size=8",
+                                 "train.progress=false", "train.resume=false", "optim.lr=0.01"])  # fmt: skip
     torch.manual_seed(123)
-    trainer = Trainer(NoDropout(), ClassificationTask(3), _data(40, 0), _data(12, 1), cfg, dist=info)
+    trainer = Trainer(NoDropout(), ClassificationObjective(3), _data(40, 0), _data(12, 1), cfg, dist=info)
     trainer.fit()
     if info.is_main:
         torch.save({"state": trainer.model.state_dict(), "history": trainer.history}, out)

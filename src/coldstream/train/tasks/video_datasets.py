@@ -13,7 +13,8 @@ brackets removed).
 ``video`` is relative to the CSV's folder (or ``data.root`` when set); ``label`` is any string (classes are the sorted
 distinct labels) or an integer.
 
-Every clip is T frames per SPEC §2.3 (stride ``round(native fps / data.fps)``, centred in [start, end]). A label
+Every clip is T frames (stride ``max(1, round(native fps / data.fps))``, centred in [start, end]; a short video
+repeats its last sampled frame; docs/video-io.md). A label
 file that names no existing video is an error that says so; entries whose video is missing are skipped and counted;
 videos that do not decode are skipped and counted at extraction.
 """
@@ -27,10 +28,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from coldstream.errors import DataError
+from coldstream.train.cache import file_content_hash, video_key
+from coldstream.train.clips import ClipItem
+from coldstream.train.extract import FrameJob
+from coldstream.train.tasks.base import TASKS, Task, TaskData
+
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov")
 
 
-class LabelFileError(ValueError):
+class LabelFileError(DataError):
     """A label file that does not match the videos it describes."""
 
 
@@ -164,3 +171,73 @@ def load_csv(labels: str | os.PathLike, root: str | os.PathLike | None = None) -
         records.append(VideoRecord(video, to_idx[r["label"].strip()], split, start, end))
     _check_any(records, missing, labels, root)
     return VideoDataset(records, names, missing)
+
+
+def video_clips(records: list[VideoRecord], frames: int, fps: float, frame_size: int, encoder):
+    """One centred clip per labelled video: ``(jobs, {record index: ClipItem}, unreadable)``; a video that cannot be
+    opened is skipped and counted, never fatal."""
+    from coldstream.io import centered_clip_indices, clip_stride, open_video
+
+    jobs, items, bad = [], {}, []
+    for i, r in enumerate(records):
+        try:
+            with open_video(r.path) as src:
+                info = src.info
+        except Exception as e:  # noqa: BLE001 - unreadable video: skipped and counted
+            bad.append((str(r.path), str(e)))
+            continue
+        stride = clip_stride(info.fps, fps or None)
+        lo = int(r.start * info.fps) if r.start is not None and info.fps else 0
+        hi = min(info.num_frames, int(r.end * info.fps) + 1) if r.end is not None and info.fps else info.num_frames
+        idx = [lo + k for k in centered_clip_indices(max(1, hi - lo), frames, stride)]
+        vkey = video_key(file_content_hash(r.path), {"decode": "native-frame-index"})
+
+        def load(ix, path=str(r.path)):
+            with open_video(path, output="float", size=frame_size, mean=encoder.mean, std=encoder.std) as s:
+                return s.get_frames(ix).data
+
+        jobs.append(FrameJob(vkey, sorted(set(idx)), load, str(r.path)))
+        items[i] = ClipItem(vkey, tuple(idx), r.label, str(r.path))
+    return jobs, items, bad
+
+
+class _VideoDatasetTask(Task):
+    def dataset(self) -> VideoDataset:
+        raise NotImplementedError
+
+    def data(self, encoder) -> TaskData:
+        d = self.data_cfg
+        ds = self.dataset()
+        jobs, items, bad = video_clips(ds.records, d.frames, d.fps, self.frame_size, encoder)
+        train = [items[i] for i, r in enumerate(ds.records) if i in items and r.split == "train"]
+        val = [items[i] for i, r in enumerate(ds.records) if i in items and r.split == "val"]
+        return TaskData(jobs, train, val, ds.class_names, bad, notes=[ds.summary()])
+
+
+@TASKS.register("csv")
+class CSVTask(_VideoDatasetTask):
+    """Labelled videos listed in a CSV (``data.labels``; see the module docstring)."""
+
+    def dataset(self) -> VideoDataset:
+        return load_csv(self.data_cfg.labels, self.data_cfg.root or None)
+
+
+@dataclass(frozen=True)
+class SSv2Options:
+    """``data.options`` of the ssv2 task."""
+
+    train: str = ""  # SSv2's train.json
+    val: str = ""  # SSv2's validation.json
+
+
+@TASKS.register("ssv2")
+class SSv2Task(_VideoDatasetTask):
+    """Something-Something v2 (174 classes) from its JSON files (see the module docstring)."""
+
+    Options = SSv2Options
+
+    def dataset(self) -> VideoDataset:
+        o = self.options
+        if not o.train or not o.val:
+            raise LabelFileError("ssv2 needs data.options.train=<train.json> and data.options.val=<validation.json>")
+        return load_ssv2(self.data_cfg.root, self.data_cfg.labels, o.train, o.val)
