@@ -258,7 +258,7 @@ def test_packaged_sample_videos(path):
 
 def test_first_frames_check_catches_what_the_packets_hide(quirks, monkeypatch):
     """The safety net: a file whose packets look fine but whose decoder disagrees is indexed by decoding."""
-    from coldstream.io.cpu import PyAVSource
+    from coldstream.io.pyav import PyAVSource
 
     monkeypatch.setattr(PyAVSource, "_packet_index_problem", lambda self: None)
     with open_video(quirks["pts_is_dts"], backend="pyav") as src:

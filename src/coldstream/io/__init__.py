@@ -28,7 +28,7 @@ from .errors import (
     VideoNotFoundError,
 )
 from .sampling import centered_clip_indices, clip_stride, random_clip_indices, shard
-from .source import Frames, FrameSource, VideoInfo
+from .source import Frames, FrameSource, StreamSource, VideoInfo
 
 __all__ = [
     "BackendUnavailableError",
@@ -38,6 +38,7 @@ __all__ = [
     "Frames",
     "NoVideoFramesError",
     "NotAVideoError",
+    "StreamSource",
     "UnsupportedCodecError",
     "VideoError",
     "VideoInfo",
@@ -111,11 +112,11 @@ def open_video(
 
         return DALISource(path, device=device, **kwargs)
     if backend == "pyav":
-        from .cpu import PyAVSource
+        from .pyav import PyAVSource
 
         return PyAVSource(path, device=device, **kwargs)
     if backend == "opencv":
-        from .cpu import OpenCVSource
+        from .opencv import OpenCVSource
 
         return OpenCVSource(path, device=device, **kwargs)
     if backend == "auto" and device.type == "cuda":
@@ -133,7 +134,8 @@ def open_video(
 
 
 def _open_cpu(path, device, **kwargs) -> FrameSource:
-    from .cpu import OpenCVSource, PyAVSource
+    from .opencv import OpenCVSource
+    from .pyav import PyAVSource
 
     if _have("av")[0]:
         return PyAVSource(path, device=device, **kwargs)
@@ -151,11 +153,12 @@ def _say_once(key: str, message: str) -> None:
         log.warning(message)
 
 
-def open_stream(source, *, device: str | torch.device = "cpu", **kwargs) -> FrameSource:
-    """Open a live or unbounded source (URL, capture device, pipe, readable file object) for ``stream()`` only.
+def open_stream(source, *, device: str | torch.device = "cpu", **kwargs) -> StreamSource:
+    """Open a live or unbounded source (URL, capture device, pipe, readable file object) as a ``StreamSource``:
+    ``stream()`` only, no random access.
 
-    Frames are indexed in arrival order and never held beyond one chunk. See ``coldstream.io.cpu.LiveSource``.
+    Frames are indexed in arrival order and never held beyond one chunk. See ``coldstream.io.live.LiveSource``.
     """
-    from .cpu import LiveSource
+    from .live import LiveSource
 
     return LiveSource(source, device=device, **kwargs)

@@ -254,9 +254,9 @@ def _check_dali_can_read(src: FrameSource, dali_device: str) -> str:
     codecs = DALI_GPU_CODECS if dali_device == "mixed" else DALI_CPU_CODECS
     codec = _FOURCC_CODECS.get(src.info.codec, src.info.codec)
     if codec not in codecs:
-        from .cpu import unsupported
-
-        raise unsupported(src.path, backend, codec, codecs)
+        raise UnsupportedCodecError(
+            src.path, f"the {backend} backend cannot decode {codec} video (it decodes: {', '.join(codecs)})"
+        )
     if getattr(src, "index_mode", "packets") == "decode":
         # DALI numbers frames by the container's timestamps, which this file gets wrong (the CPU index had to
         # decode it to find display order): its frame i would not be our frame i.
@@ -270,7 +270,8 @@ def _check_dali_can_read(src: FrameSource, dali_device: str) -> str:
 
 def _probe(path: str, probe: str | None):
     """An index of the file from the CPU backend (PyAV if installed, else OpenCV)."""
-    from .cpu import OpenCVSource, PyAVSource
+    from .opencv import OpenCVSource
+    from .pyav import PyAVSource
 
     if probe in (None, "pyav"):
         try:
