@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from coldstream.errors import ColdstreamError, InputError, MissingDependencyError, MissingFileError
 from coldstream.io import (
     BackendUnavailableError,
     CorruptVideoError,
@@ -17,6 +18,7 @@ from coldstream.io import (
     NotAVideoError,
     NoVideoFramesError,
     UnsupportedCodecError,
+    VideoError,
     VideoNotFoundError,
     open_stream,
     open_video,
@@ -83,6 +85,23 @@ def bad_files(tmp_path_factory, make_video):
     out["unknown_codec_mp4"] = d / "unknown_codec.mp4"
     out["unknown_codec_mp4"].write_bytes(data[:at] + b"zzzz" + data[at + 4 :])
     return out
+
+
+def test_io_errors_are_coldstream_errors(h264):
+    """One ``except ColdstreamError`` catches every refusal of coldstream.io, and each keeps its built-in meaning."""
+    for cls in (NotAVideoError, CorruptVideoError, NoVideoFramesError, UnsupportedCodecError, FrameIndexError):
+        assert issubclass(cls, VideoError) and issubclass(cls, ColdstreamError)
+    assert issubclass(VideoNotFoundError, MissingFileError) and issubclass(FrameIndexError, IndexError)
+    assert issubclass(BackendUnavailableError, MissingDependencyError)  # an ImportError, as it was
+    with pytest.raises(InputError, match=r"backend must be one of .*got 'ffmpeg'"):
+        open_video(h264, backend="ffmpeg")
+    with pytest.raises(InputError, match="output must be 'uint8' or 'float', got 'rgb'"):
+        open_video(h264, output="rgb")
+    with open_video(h264) as src:
+        with pytest.raises(InputError, match="no frame indices requested"):
+            src.get_frames([])
+        with pytest.raises(InputError, match="chunk_size must be >= 1, got 0"):
+            next(src.stream(chunk_size=0))
 
 
 @pytest.mark.parametrize("backend", ALL)

@@ -17,6 +17,8 @@ import os
 
 import torch
 
+from coldstream.errors import InputError
+
 from .errors import (
     BackendUnavailableError,
     CorruptVideoError,
@@ -105,7 +107,7 @@ def open_video(
         VideoError subclasses naming the file and the problem.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = torch.device(device)
     if backend == "dali":
         from .dali import DALISource

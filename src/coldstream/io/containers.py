@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from coldstream.errors import InputError
+
 from .errors import CorruptVideoError, NotAVideoError, UnsupportedCodecError, VideoError
 
 # Leading bytes of the containers we know; a file that fails to open and starts with one of these is a broken video,
@@ -82,7 +84,7 @@ def _ebml_size(buf: bytes, pos: int) -> tuple[int | None, int]:
     """An EBML element size at ``pos``: (value, or None when "unknown"; bytes it takes)."""
     length = 9 - buf[pos].bit_length()  # the leading zero bits of the first byte say how many bytes follow
     if length > 8 or pos + length > len(buf):
-        raise ValueError(f"no EBML size at byte {pos}")
+        raise InputError(f"no EBML size at byte {pos}")
     value = int.from_bytes(buf[pos : pos + length], "big") & ((1 << (7 * length)) - 1)
     return (None if value == (1 << (7 * length)) - 1 else value), length
 
@@ -95,7 +97,7 @@ def _matroska_segment_end(buf: bytes) -> int | None:
         if size is None or buf[pos : pos + 4] != b"\x18\x53\x80\x67":  # the Segment element
             return None
         size, n = _ebml_size(buf, pos + 4)
-    except (IndexError, ValueError):
+    except (IndexError, InputError):
         return None
     return None if size is None else pos + 4 + n + size
 
@@ -115,7 +117,7 @@ def declared_video_codecs(path: str) -> list[str] | None:
             if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
                 moov = _iso_box(f, b"moov")
                 return None if moov is None else _iso_video_codecs(moov)
-    except (OSError, IndexError, ValueError):
+    except (OSError, IndexError, InputError):
         pass
     return None
 
@@ -168,7 +170,7 @@ def _ebml_children(buf: bytes, pos: int, end: int) -> Iterator[tuple[bytes, int,
     while pos < end:
         id_len = 9 - buf[pos].bit_length()
         if id_len > 4:
-            raise ValueError(f"no EBML element at byte {pos}")
+            raise InputError(f"no EBML element at byte {pos}")
         size, n = _ebml_size(buf, pos + id_len)
         start = pos + id_len + n
         yield buf[pos : pos + id_len], start, end if size is None else start + size

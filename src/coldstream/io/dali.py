@@ -26,6 +26,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from coldstream.errors import InputError
+
 from .errors import DALI_INSTALL, BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError
 from .source import IMAGENET_MEAN, IMAGENET_STD, FrameSource, VideoInfo
 
@@ -97,7 +99,7 @@ def _resolve_device(device: torch.device) -> tuple[str, int | None]:
         return "mixed", device.index if device.index is not None else torch.cuda.current_device()
     if device.type == "cpu":
         return "cpu", None
-    raise ValueError(f"DALI decodes to 'cpu' or 'cuda' devices, not {device}")
+    raise InputError(f"DALI decodes to 'cpu' or 'cuda' devices, not {device}")
 
 
 class _DecoderPipeline:
@@ -329,7 +331,7 @@ class DALIClipReader:
         from nvidia.dali import fn, types
 
         if not files:
-            raise ValueError("DALIClipReader needs at least one file")
+            raise InputError("DALIClipReader needs at least one file")
         self.device = torch.device(device)
         dali_device, device_id = _resolve_device(self.device)
         reader_device = "gpu" if dali_device == "mixed" else "cpu"

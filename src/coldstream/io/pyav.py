@@ -14,6 +14,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from coldstream.errors import InputError
+
 from .containers import missing_bytes, no_decoder, open_failure
 from .errors import PYAV_INSTALL, BackendUnavailableError, CorruptVideoError, NoVideoFramesError
 from .source import FrameSource, VideoInfo, stack_frames, warn_once
@@ -69,7 +71,7 @@ class PyAVSource(FrameSource):
     def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, index: str = "auto", **kwargs):
         super().__init__(path, **kwargs)
         if index not in ("auto", "packets", "decode"):
-            raise ValueError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
+            raise InputError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
         self._av = import_av()
         from av.video.reformatter import VideoReformatter
 

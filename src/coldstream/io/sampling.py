@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import torch
 
+from coldstream.errors import InputError
+
 NUM_FRAMES = 16  # T of every released task script
 
 _T = TypeVar("_T")
@@ -23,7 +25,7 @@ def clip_stride(native_fps: float, target_fps: float | None) -> int:
     if target_fps is None or native_fps is None or native_fps <= 0:
         return 1
     if target_fps <= 0:
-        raise ValueError(f"target_fps must be positive, got {target_fps}")
+        raise InputError(f"target_fps must be positive, got {target_fps}")
     return max(1, int(round(native_fps / target_fps)))
 
 
@@ -78,7 +80,7 @@ def shard(items: Sequence[_T], rank: int, world_size: int, *, pad: bool = True) 
     ``DistributedSampler``), so ranks stay in lock-step; ``pad=False`` drops nothing and adds nothing.
     """
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        raise InputError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     items = list(items)
     if pad and items:
         per_rank = -(-len(items) // world_size)
@@ -89,8 +91,8 @@ def shard(items: Sequence[_T], rank: int, world_size: int, *, pad: bool = True) 
 
 def _check(n_total: int, num_frames: int, stride: int) -> None:
     if n_total < 1:
-        raise ValueError(f"a video needs at least one frame, got n_total={n_total}")
+        raise InputError(f"a video needs at least one frame, got n_total={n_total}")
     if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise InputError(f"num_frames must be >= 1, got {num_frames}")
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise InputError(f"stride must be >= 1, got {stride}")
