@@ -241,10 +241,23 @@ def test_dataset_sharding_and_offsets(make_video):
     assert len(starts) > 1  # random temporal offsets differ between clips
 
 
-def test_missing_dali_gives_install_command(h264, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # makes `import nvidia.dali` raise ImportError
+def test_missing_dali_gives_install_command(h264, hide_modules):
+    hide_modules("nvidia.dali")
     with pytest.raises(BackendUnavailableError, match="pip install nvidia-dali-cuda130"):
         open_video(h264, backend="dali")
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "install"),
+    [("pyav", "av", "pip install av"), ("opencv", "cv2", "pip install opencv-python-headless")],
+)
+def test_missing_cpu_decoder_gives_install_command(h264, hide_modules, backend, module, install):
+    hide_modules(module)
+    with pytest.raises(BackendUnavailableError, match=rf"the \w+ CPU backend needs {backend}: .*{install}"):
+        open_video(h264, backend=backend)
+    if backend == "pyav":
+        with pytest.raises(BackendUnavailableError, match=f"live sources .* needs pyav: .*{install}"):
+            open_stream(h264)
 
 
 def test_imports_without_optional_decoders():

@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from coldstream import optional
 from coldstream.errors import InputError
 
 from .errors import (
@@ -59,32 +60,18 @@ log = logging.getLogger("coldstream.io")
 _said_auto: set[str] = set()
 
 
-def _have(module: str) -> tuple[bool, str]:
-    try:
-        mod = __import__(module)
-    except ImportError as e:
-        return False, str(e)
-    return True, getattr(mod, "__version__", "installed")
-
-
 def available_backends() -> dict[str, tuple[bool, str]]:
     """Each backend -> ``(usable, version or the reason it is not)``; for ``coldstream info``."""
-    from .dali import dali_available
-    from .errors import DALI_INSTALL, OPENCV_INSTALL, PYAV_INSTALL
-
-    ok_av, why_av = _have("av")
-    ok_cv, why_cv = _have("cv2")
-    ok_dali, why_dali = dali_available()
+    rows = {}
+    for name, label in (("pyav", "PyAV"), ("opencv", "OpenCV")):
+        why = optional.unavailable(name)
+        rows[name] = (why is None, f"{label} {optional.version(name)}" if why is None else why)
+    why_dali = optional.unavailable("dali")
+    dali = f"nvidia-dali {optional.version('dali')}" if why_dali is None else why_dali
     gpu = torch.cuda.is_available()
-    return {
-        "pyav": (ok_av, f"PyAV {why_av}" if ok_av else f"{why_av}; install: {PYAV_INSTALL}"),
-        "opencv": (ok_cv, f"OpenCV {why_cv}" if ok_cv else f"{why_cv}; install: {OPENCV_INSTALL}"),
-        "dali-cpu": (ok_dali, f"{why_dali} (VP9, VP8, MJPEG only)" if ok_dali else f"install: {DALI_INSTALL}"),
-        "dali-gpu": (
-            ok_dali and gpu,
-            why_dali if ok_dali and gpu else ("no CUDA GPU" if ok_dali else f"install: {DALI_INSTALL}"),
-        ),
-    }
+    rows["dali-cpu"] = (why_dali is None, f"{dali} (VP9, VP8, MJPEG only)" if why_dali is None else dali)
+    rows["dali-gpu"] = (why_dali is None and gpu, "no CUDA GPU" if why_dali is None and not gpu else dali)
+    return rows
 
 
 def open_video(
@@ -122,10 +109,10 @@ def open_video(
 
         return OpenCVSource(path, device=device, **kwargs)
     if backend == "auto" and device.type == "cuda":
-        from .dali import DALISource, dali_available
+        from .dali import DALISource
 
-        ok, why = dali_available()
-        if ok:
+        why = optional.unavailable("dali")
+        if why is None:
             try:
                 return DALISource(path, device=device, **kwargs)
             except UnsupportedCodecError as e:
@@ -139,14 +126,15 @@ def _open_cpu(path, device, **kwargs) -> FrameSource:
     from .opencv import OpenCVSource
     from .pyav import PyAVSource
 
-    if _have("av")[0]:
+    if optional.unavailable("pyav") is None:
         return PyAVSource(path, device=device, **kwargs)
-    if _have("cv2")[0]:
+    if optional.unavailable("opencv") is None:
         _say_once("nopyav", "CPU backend: PyAV missing, using OpenCV (sequential reads, container frame counts)")
         return OpenCVSource(path, device=device, **kwargs)
-    from .errors import OPENCV_INSTALL, PYAV_INSTALL
-
-    raise BackendUnavailableError(f"no CPU video decoder installed: {PYAV_INSTALL}  (or: {OPENCV_INSTALL})")
+    raise BackendUnavailableError(
+        f"no CPU video decoder installed: {optional.install_command('pyav')}  "
+        f"(or: {optional.install_command('opencv')})"
+    )
 
 
 def _say_once(key: str, message: str) -> None:

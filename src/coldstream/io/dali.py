@@ -26,9 +26,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from coldstream import optional
 from coldstream.errors import InputError
 
-from .errors import DALI_INSTALL, BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError
+from .errors import BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError, require_backend
 from .source import IMAGENET_MEAN, IMAGENET_STD, FrameSource, VideoInfo
 
 log = logging.getLogger("coldstream.io")
@@ -51,22 +52,9 @@ _FOURCC_CODECS = {
 }
 
 
-def import_dali():
-    """``nvidia.dali`` or a ``BackendUnavailableError`` with the install command."""
-    try:
-        import nvidia.dali as dali
-    except ImportError as e:
-        raise BackendUnavailableError(f"the DALI backend needs NVIDIA DALI: {DALI_INSTALL}  ({e})") from e
-    return dali
-
-
-def dali_available() -> tuple[bool, str]:
-    """``(True, version)`` or ``(False, why)``, without raising."""
-    try:
-        dali = import_dali()
-    except BackendUnavailableError as e:
-        return False, str(e)
-    return True, f"nvidia-dali {dali.__version__}"
+def _import_dali():
+    """``nvidia.dali``, or ``BackendUnavailableError`` with the install command."""
+    return require_backend("dali", "the DALI backend")
 
 
 def _to_torch(dali_tensor, clone: bool) -> torch.Tensor:
@@ -109,7 +97,7 @@ class _DecoderPipeline:
     _lock = threading.Lock()
 
     def __init__(self, dali_device: str, device_id: int | None):
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn, types
 
         self.dali_device, self.device_id = dali_device, device_id
@@ -165,8 +153,10 @@ class DALISource(FrameSource):
     backend_name = "dali"
 
     def __init__(self, path, *, chunk_size: int | None = None, probe: str | None = None, **kwargs):
+        if probe not in (None, "pyav", "opencv"):
+            raise InputError(f"probe must be 'pyav', 'opencv' or None, got {probe!r}")
         super().__init__(path, **kwargs)
-        import_dali()
+        _import_dali()
         self._dali_device, self._device_id = _resolve_device(self.device)
         self.backend_name = "dali-gpu" if self._dali_device == "mixed" else "dali-cpu"
         self._probe = _probe(self.path, probe)
@@ -215,7 +205,7 @@ class DALISource(FrameSource):
 
     def _decode_front_to_back(self, start: int, step: int) -> Iterator[tuple[int, float, torch.Tensor]]:
         """``fn.experimental.inputs.video``: one pass over the file, ``chunk`` frames per run, no index rebuilds."""
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn
 
         dev, seq = self._dali_device, self._chunk
@@ -275,14 +265,8 @@ def _probe(path: str, probe: str | None):
     from .opencv import OpenCVSource
     from .pyav import PyAVSource
 
-    if probe in (None, "pyav"):
-        try:
-            import av  # noqa: F401
-        except ImportError:
-            if probe == "pyav":
-                raise
-        else:
-            return PyAVSource(path)
+    if probe == "pyav" or (probe is None and optional.unavailable("pyav") is None):
+        return PyAVSource(path)  # BackendUnavailableError when probe="pyav" and PyAV is missing
     src = OpenCVSource(path)
     fps = src.info.fps
     src.timestamp = lambda i: i / fps if fps > 0 else 0.0  # container figures only: no per-frame timestamps
@@ -327,7 +311,7 @@ class DALIClipReader:
         seed: int = 0,
         num_threads: int = 2,
     ):
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn, types
 
         if not files:

@@ -9,12 +9,10 @@ every error coldstream raises on purpose it derives from :class:`coldstream.erro
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
+from coldstream import optional
 from coldstream.errors import ColdstreamError, MissingDependencyError, MissingFileError
-
-DALI_INSTALL = "pip install nvidia-dali-cuda130  # CUDA 13; for CUDA 12: pip install nvidia-dali-cuda120"
-PYAV_INSTALL = "pip install av"
-OPENCV_INSTALL = "pip install opencv-python-headless"
 
 
 class VideoError(ColdstreamError):
@@ -55,3 +53,12 @@ class FrameIndexError(VideoError, IndexError):
 
 class BackendUnavailableError(MissingDependencyError):
     """An optional decoding backend is not installed or cannot run here; the message says how to fix it."""
+
+
+def require_backend(name: str, what: str) -> ModuleType:
+    """The optional dependency ``name`` (a :mod:`coldstream.optional` name: ``"pyav"``, ``"opencv"``, ``"dali"``) that
+    ``what`` needs, or ``BackendUnavailableError`` saying why it cannot be imported and how to install it."""
+    reason = optional.unavailable(name)
+    if reason is not None:
+        raise BackendUnavailableError(f"{what} needs {name}: {reason}")
+    return optional.require(name, what)

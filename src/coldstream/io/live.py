@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import torch
 
 from .containers import no_decoder, open_failure
-from .errors import CorruptVideoError, FrameIndexError, NoVideoFramesError
-from .pyav import import_av, rotate_display
+from .errors import CorruptVideoError, FrameIndexError, NoVideoFramesError, require_backend
+from .pyav import rotate_display
 from .source import StreamSource, VideoInfo
 
 
@@ -33,7 +33,7 @@ class LiveSource(StreamSource):
 
     def __init__(self, source, *, format: str | None = None, options: dict[str, str] | None = None, **kwargs):
         super().__init__(source, **kwargs)
-        av = self._av = import_av()
+        av = self._av = require_backend("pyav", "live sources (open_stream)")
         from av.video.reformatter import VideoReformatter
 
         self._reformatter = VideoReformatter()

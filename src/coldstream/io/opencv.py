@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .containers import declared_video_codecs, missing_bytes, no_decoder, open_failure
-from .errors import OPENCV_INSTALL, BackendUnavailableError, CorruptVideoError, NoVideoFramesError, VideoError
+from .errors import CorruptVideoError, NoVideoFramesError, VideoError, require_backend
 from .source import FrameSource, VideoInfo, stack_frames, warn_once
 
 
@@ -25,14 +25,6 @@ def _opencv_open_failure(path: str) -> VideoError:
     if codecs:
         return no_decoder(path, "OpenCV's FFmpeg")
     return open_failure(path, "OpenCV could not open it (broken container, or no decodable video stream)")
-
-
-def _import_cv2():
-    try:
-        import cv2
-    except ImportError as e:
-        raise BackendUnavailableError(f"the OpenCV CPU backend needs OpenCV: {OPENCV_INSTALL}  ({e})") from e
-    return cv2
 
 
 class OpenCVSource(FrameSource):
@@ -50,7 +42,7 @@ class OpenCVSource(FrameSource):
 
     def __init__(self, path, *, exact_count: bool = False, **kwargs):
         super().__init__(path, **kwargs)
-        self._cv2 = cv2 = _import_cv2()
+        self._cv2 = cv2 = require_backend("opencv", "the OpenCV CPU backend")
         self._cap = None
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():

@@ -17,7 +17,7 @@ import torch
 from coldstream.errors import InputError
 
 from .containers import missing_bytes, no_decoder, open_failure
-from .errors import PYAV_INSTALL, BackendUnavailableError, CorruptVideoError, NoVideoFramesError
+from .errors import CorruptVideoError, NoVideoFramesError, require_backend
 from .source import FrameSource, VideoInfo, stack_frames, warn_once
 
 
@@ -31,15 +31,6 @@ def rotate_display(rgb: np.ndarray, rotation: int) -> np.ndarray:
     # FFmpeg's display rotation is counter-clockwise, as np.rot90 with positive k (checked against OpenCV's autorotate).
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
-
-
-def import_av():
-    """The ``av`` module, or ``BackendUnavailableError`` with the install command."""
-    try:
-        import av
-    except ImportError as e:
-        raise BackendUnavailableError(f"the PyAV CPU backend needs PyAV: {PYAV_INSTALL}  ({e})") from e
-    return av
 
 
 class PyAVSource(FrameSource):
@@ -72,7 +63,7 @@ class PyAVSource(FrameSource):
         super().__init__(path, **kwargs)
         if index not in ("auto", "packets", "decode"):
             raise InputError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
-        self._av = import_av()
+        self._av = require_backend("pyav", "the PyAV CPU backend")
         from av.video.reformatter import VideoReformatter
 
         # One reformatter per source keeps FFmpeg's swscale context between frames: 4-6x faster YUV -> RGB than
