@@ -123,7 +123,7 @@ def test_cuda_clip_b64(benchmark, device, quick, encoder, core):
 def video_file(tmp_path_factory):
     """A real encoded H.264 file (PyAV writes it; skipped where PyAV is missing)."""
     pytest.importorskip("av", reason="PyAV writes the input video: pip install av")
-    from coldstream.io.synthetic import write_index_video
+    from coldstream.testing import write_index_video
 
     path = tmp_path_factory.mktemp("e2e") / "clip.mp4"
     write_index_video(path, 128, codec="h264", height=240, width=320)

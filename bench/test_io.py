@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 import torch
 
 from coldstream.io import available_backends, open_video
 from coldstream.perf import pedantic
+from coldstream.testing import CODECS, write_panned_video
 
 CODECS_CPU = ["h264", "vp9", "mjpeg"]
 CODECS_GPU = ["h264", "hevc", "vp9", "mjpeg"]
@@ -31,42 +31,6 @@ def _need(backend: str) -> None:
         pytest.skip(f"{backend} unavailable: {why}")
 
 
-def _texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A photograph-like canvas without data files (the GPU machines have no skimage): smooth colour fields plus
-    edges and fine grain, uint8 ``[H, W, 3]``."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for _ in range(6):
-        fy, fx = rng.uniform(0.002, 0.03, 2)
-        phase, amp = rng.uniform(0, 2 * np.pi, 3), rng.uniform(20, 50, 3)
-        img += amp * np.sin(fy * yy[..., None] + fx * xx[..., None] + phase)
-    img += np.where((np.floor(xx / 97) + np.floor(yy / 61)) % 2 == 0, 40.0, -40.0)[..., None]  # hard edges
-    img += rng.normal(0, 6, (h, w, 3)).astype(np.float32)  # sensor grain
-    return np.clip(img + 128, 0, 255).astype(np.uint8)
-
-
-def _panned_video(path, codec: str, n: int, h: int, w: int):
-    """A camera pan over a textured canvas (H.264/HEVC/VP9/MJPEG at the encoders' default quality)."""
-    import av
-
-    from coldstream.io.synthetic import CODECS
-
-    big = _texture(h + n, int(w + n * 1.5) + 1)
-    recipe = CODECS[codec]
-    options = {k: v for k, v in recipe.options.items() if k != "x264-params"}
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(recipe.encoder, rate=30, options=options)
-        s.width, s.height, s.pix_fmt = w, h, recipe.pix_fmt
-        for i in range(n):
-            frame = np.ascontiguousarray(big[i : i + h, int(i * 1.5) : int(i * 1.5) + w])
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 @pytest.fixture(scope="session")
 def bench_video(tmp_path_factory, quick):
     root = tmp_path_factory.mktemp("bench_videos")
@@ -74,11 +38,9 @@ def bench_video(tmp_path_factory, quick):
 
     def get(codec: str, res: str) -> str:
         if (codec, res) not in made:
-            from coldstream.io.synthetic import CODECS
-
             h, w = RES[res]
             n = 60 if quick else (120 if res != "1080p" else 90)
-            made[codec, res] = str(_panned_video(root / f"{codec}_{res}{CODECS[codec].suffix}", codec, n, h, w))
+            made[codec, res] = str(write_panned_video(root / f"{codec}_{res}{CODECS[codec].suffix}", codec, n, h, w))
         return made[codec, res]
 
     return get

@@ -1,4 +1,4 @@
-"""Small generated videos whose pixels encode the frame index (see ``coldstream.io.synthetic``)."""
+"""Small generated videos whose pixels encode the frame index (see ``coldstream.testing``)."""
 
 import os
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from coldstream import optional
-from coldstream.io.synthetic import CODECS, write_index_video
+from coldstream.testing import CODECS, write_index_video
 
 # The test videos are written with PyAV. Without it (the GPU machines ship without it) the io tests cannot run: they
 # are left out with a notice, unless COLDSTREAM_REQUIRE_CUDA=1, where a GPU run must not pass by skipping.

@@ -8,7 +8,7 @@ import torch
 
 from coldstream.io import CorruptVideoError, open_stream, open_video
 from coldstream.io.preprocess import preprocess_frames
-from coldstream.io.synthetic import index_pattern, read_frame_indices
+from coldstream.testing import index_pattern, read_frame_indices, write_truncated_copy
 
 from .conftest import HAVE_CV2, N_FRAMES, VFR_PTS_MS, backend_params
 
@@ -194,8 +194,7 @@ def test_timestamps_not_starting_at_zero(make_video, tmp_path):
     with open_video(path, backend="pyav") as src:
         assert len(src) == 30 and src.info.duration == pytest.approx(0.99, abs=0.01)
         assert read_frame_indices(src.get_frames([29, 0, 14]).data) == [29, 0, 14]
-    cut = tmp_path / "offset_cut.mkv"
-    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    cut = write_truncated_copy(path, tmp_path / "offset_cut.mkv", keep=0.6)
     with pytest.raises(CorruptVideoError, match=r"offset_cut\.mkv: truncated"):
         open_video(cut, backend="pyav")
 

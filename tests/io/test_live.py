@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coldstream.io import FrameIndexError, FrameSource, StreamSource, open_stream
-from coldstream.io.synthetic import read_frame_indices
+from coldstream.testing import read_frame_indices
 
 from .conftest import N_FRAMES, VFR_PTS_MS
 

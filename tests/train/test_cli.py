@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coldstream.io.synthetic import write_index_video
+from coldstream.testing import write_index_video
 from coldstream.train.cli import eval_main, stream_main, train_main
 
 
