@@ -1,9 +1,10 @@
 """Video decoding throughput: frames/s per backend, codec and resolution.
 
-CPU: PyAV, OpenCV and DALI's CPU decoder (VP9/MJPEG only), one stream, full sequential decode to RGB, plus SPEC §2.3
-16-frame clips. GPU: DALI mixed (NVDEC) to uint8 and to preprocessed float 224² on the GPU, against the CPU backend
-decoding one file per core on every core. Content is a pan over a textured canvas, so the codecs do real work.
-Before timing, every case checks frame count and pixels against PyAV (DALI within its YUV->RGB tolerance).
+CPU: PyAV, OpenCV and DALI's CPU decoder (VP9/MJPEG only), one stream, full sequential decode to RGB, plus 16-frame
+clips (``FrameSource.clip``). GPU: DALI mixed (NVDEC) to uint8 and to preprocessed float 224² on the GPU, against the
+CPU backend decoding one file per core on every core. Content is a pan over a textured canvas, so the codecs do real
+work. Before timing, every case checks frame count and pixels against PyAV (DALI within its YUV->RGB tolerance).
+Results and their machine: ``docs/video-io.md``.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def test_decode_cpu(benchmark, bench_video, quick, backend, codec, res):
 
 
 @pytest.mark.parametrize("backend", ["pyav", "opencv", "dali-cpu"])
-def test_spec_clip_cpu(benchmark, bench_video, quick, backend):
-    """SPEC §2.3 clip (16 frames, 30 -> 6 fps, centred) as preprocessed float [16, 3, 224, 224]: clips/s."""
+def test_clip_cpu(benchmark, bench_video, quick, backend):
+    """One clip (16 frames, 30 -> 6 fps: stride 5, centred) as preprocessed float [16, 3, 224, 224]: clips/s."""
     _need(backend)
     codec = "vp9" if backend == "dali-cpu" else "h264"
     path = bench_video(codec, "480p" if not quick else "224")
@@ -124,7 +125,7 @@ def _cuda_or_skip():
 @pytest.mark.parametrize("codec", CODECS_GPU)
 @pytest.mark.parametrize("output", ["uint8", "float224"])
 def test_decode_dali_gpu(benchmark, bench_video, quick, codec, res, output):
-    """DALI mixed (NVDEC): every frame to a CUDA tensor, uint8 or SPEC-preprocessed float 224² (on the GPU)."""
+    """DALI mixed (NVDEC): every frame to a CUDA tensor, uint8 or preprocessed float 224² (on the GPU)."""
     _cuda_or_skip()
     benchmark.group = f"io-decode-gpu-{res}"
     path = bench_video(codec, res)

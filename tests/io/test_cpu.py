@@ -54,7 +54,7 @@ def test_stream_from_middle_and_strided(h264, backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_spec_clip(h264, backend):
+def test_clip_sampling(h264, backend):
     with open_video(h264, backend=backend) as src:
         clip = src.clip(16, target_fps=12)  # stride round(2.5) = 2, start (59 - 30) // 2 = 14
         assert clip.indices.tolist() == list(range(14, 46, 2))
@@ -78,7 +78,7 @@ def test_backends_agree_bit_exact(coded):
     assert torch.equal(a.indices, b.indices)
 
 
-def test_float_output_is_spec_preprocessing(h264):
+def test_float_output_is_preprocess_frames(h264):
     with open_video(h264, output="float", size=32) as src:
         f = src.get_frames([3, 4])
     with open_video(h264) as src:

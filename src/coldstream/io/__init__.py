@@ -2,12 +2,13 @@
 
     from coldstream.io import open_video
     with open_video("clip.mp4", device="cuda", output="float", size=224) as src:
-        clip = src.clip(16, target_fps=6)        # SPEC §2.3: Frames(data [16, 3, 224, 224], indices, timestamps)
+        clip = src.clip(16, target_fps=6)        # Frames(data [16, 3, 224, 224], indices, timestamps)
         for chunk in src.stream(chunk_size=8):   # bounded memory, frame by frame
             ...
 
 Backends: ``"pyav"`` (CPU, default), ``"opencv"`` (CPU without PyAV), ``"dali"`` (NVDEC on ``cuda`` devices, DALI's
-CPU decoder for VP9/VP8/MJPEG on ``cpu``). Optional dependencies are imported only when used.
+CPU decoder for VP9/VP8/MJPEG on ``cpu``). Optional dependencies are imported only when used. The contract, the
+sampling and preprocessing rules, the errors and measurements: ``docs/video-io.md``.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Two entry points:
   frame indices wanted). Frame identity (count, timestamps, rotation) comes from the same packet index as the CPU
   backend (PyAV, or OpenCV's container figures without PyAV), so both backends agree on which frame is which.
 * ``DALIClipReader``: multi-file training reader (``fn.experimental.readers.video``) with shuffling, per-rank
-  sharding, strided ``sequence_length`` clips at random temporal offsets, and SPEC §2.3 resize/crop/normalise inside
-  the DALI graph (on the GPU for ``device="cuda"``).
+  sharding, strided ``sequence_length`` clips at random temporal offsets, and resize/crop/normalise (as
+  ``coldstream.io.preprocess``) inside the DALI graph (on the GPU for ``device="cuda"``).
 
 Codecs: the mixed (GPU) decoder handles H.264, HEVC, VP8, VP9, AV1, MPEG-4 and MJPEG where NVDEC has them; DALI's CPU
 decoder handles VP9, VP8 and MJPEG only (H.264/HEVC/MPEG-4/AV1 are refused on CPU by design).
@@ -145,7 +145,7 @@ class DALISource(FrameSource):
         chunk_size: frames per DALI run while streaming (the memory bound); ``None`` picks ~64 MiB of frames on CPU,
             ~512 MiB on GPU (8 to 256 frames). Streams that start near frame 0 run one ``inputs.video`` pass; streams
             that start deeper use ``decoders.video`` frame lists, whose every run re-opens the in-memory file and
-            rebuilds DALI's index (slow with small chunks: VP9 480p on CPU, 16 frames/run ~155 frames/s, 64 ~310).
+            rebuilds DALI's index (slow with small chunks; figures in ``docs/video-io.md``).
         probe: ``"pyav"`` (exact packet index, default when PyAV is installed) or ``"opencv"`` (container figures).
         Other arguments as ``FrameSource``.
     """

@@ -19,8 +19,8 @@ class LiveSource(StreamSource):
 
     A ``StreamSource``: it streams and nothing else (no seeking, no frame count: ``info.num_frames`` is 0). Index ``i``
     is the ``i``-th decoded frame; its timestamp is the frame's presentation time from the first frame's. Memory is
-    bounded by ``chunk_size`` frames. A stream goes forward only: a later :meth:`stream` call continues where the last
-    one stopped, and asking for a frame already passed raises ``FrameIndexError``.
+    bounded by ``chunk_size`` frames. A stream goes forward only: a later ``stream(start=k)`` goes on from frame ``k``
+    when ``k`` has not been read yet; asking for a frame already passed raises ``FrameIndexError``.
 
     Args:
         source: anything ``av.open`` accepts.

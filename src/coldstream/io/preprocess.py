@@ -1,4 +1,4 @@
-"""Frame preprocessing of SPEC §2.3: scale to [0, 1], short-side bilinear resize, centre crop, normalise.
+"""Frame preprocessing for the encoders: scale to [0, 1], short-side bilinear resize, centre crop, normalise.
 
 Runs on whatever device the frames are on (a GPU tensor stays on the GPU).
 """
@@ -47,7 +47,7 @@ def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
     h, w = frames.shape[-2:]
     if min(h, w) == size:
         return frames
-    # Round like the reference (int(round(.))) and never let the long side fall below `size`.
+    # The long side is rounded to the nearest pixel (int(round(.))) and never falls below `size`.
     if h <= w:
         new_h, new_w = size, max(size, int(round(w * size / h)))
     else:
@@ -70,12 +70,13 @@ def preprocess_frames(
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
 ) -> torch.Tensor:
-    """SPEC §2.3 preprocessing.
+    """Scale to [0, 1], resize the short side to ``size`` (bilinear, ``align_corners=False``, no antialias), centre
+    crop ``size x size``, normalise ``(x - mean) / std``.
 
     Args:
         frames: uint8 ``[T, H, W, 3]`` (0..255, as decoders return them) or float ``[T, 3, H, W]`` in [0, 1].
         size: output side S (224; 256 for Waymo).
-        mean, std: per-channel normalisation; ``None`` leaves pixels in [0, 1] (the RVM baseline).
+        mean, std: per-channel normalisation; ``None`` leaves pixels in [0, 1] (for encoders trained on such input).
 
     Returns:
         float32 ``[T, 3, S, S]`` on the frames' device.

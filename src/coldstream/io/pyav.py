@@ -53,7 +53,8 @@ class PyAVSource(FrameSource):
     earlier keyframe, down to the start of the file, so a wrong seek can cost time but never a wrong frame.
 
     ``threads``: decoder threads (0 = FFmpeg's choice). ``frame_threads``: frame threading as well as slice threading
-    (measured slower on the 2-core machine for 224² streams; may pay off for one large stream on many cores).
+    (off by default: slower for small streams on few cores, see ``docs/video-io.md``; may pay off for one large stream
+    on many cores).
     """
 
     backend_name = "pyav"
@@ -66,8 +67,8 @@ class PyAVSource(FrameSource):
         self._av = require_backend("pyav", "the PyAV CPU backend")
         from av.video.reformatter import VideoReformatter
 
-        # One reformatter per source keeps FFmpeg's swscale context between frames: 4-6x faster YUV -> RGB than
-        # frame.to_ndarray(format="rgb24"), which builds a new context per frame (bit-identical output).
+        # One reformatter per source keeps FFmpeg's swscale context between frames: several times faster YUV -> RGB
+        # than frame.to_ndarray(format="rgb24"), which builds a new context per frame (bit-identical output).
         self._reformatter = VideoReformatter()
         self._threads = threads
         self._frame_threads = frame_threads

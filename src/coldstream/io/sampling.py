@@ -1,4 +1,5 @@
-"""Which frames to decode: SPEC §2.3 clip sampling, random temporal offsets for training, per-rank sharding.
+"""Which frames to decode: clip sampling (a stride from the frame rates, frames centred in the video), random temporal
+offsets for training, per-rank sharding.
 
 All functions work on frame indices only (no decoding), so every backend samples identically.
 """
@@ -12,7 +13,7 @@ import torch
 
 from coldstream.errors import InputError
 
-NUM_FRAMES = 16  # T of every released task script
+NUM_FRAMES = 16  # frames per clip (T) unless a task asks for another count
 
 _T = TypeVar("_T")
 
@@ -36,7 +37,7 @@ def _short_clip(n_total: int, num_frames: int, stride: int) -> list[int]:
 
 
 def centered_clip_indices(n_total: int, num_frames: int = NUM_FRAMES, stride: int = 1) -> list[int]:
-    """SPEC §2.3: ``num_frames`` indices ``stride`` apart, centred in a video of ``n_total`` frames.
+    """``num_frames`` indices ``stride`` apart, centred in a video of ``n_total`` frames.
 
     ``start = (n_total - 1 - (num_frames - 1) * stride) // 2`` when the span ``(num_frames - 1) * stride`` is shorter
     than the video; otherwise frames ``0, stride, 2*stride, ...`` that exist, then the last of them repeated.
@@ -68,7 +69,7 @@ def random_clip_indices(
 
 
 def all_strided_indices(n_total: int, stride: int = 1) -> list[int]:
-    """Every ``stride``-th frame from the start (the reference's ``num_frames=None``: duration preserved)."""
+    """Every ``stride``-th frame from the start: the whole video at the target rate, no fixed frame count."""
     _check(n_total, 1, stride)
     return list(range(0, n_total, stride))
 

@@ -46,7 +46,7 @@ class VideoInfo:
     """What a backend knows about one video before decoding it."""
 
     path: str  # the file as given
-    backend: str  # "pyav", "opencv", "dali-cpu", "dali-gpu"
+    backend: str  # "pyav", "opencv", "dali-cpu", "dali-gpu", "pyav-live"
     codec: str  # FFmpeg codec name: "h264", "hevc", "vp9", "vp8", "mjpeg", "av1", ...
     num_frames: int  # frames in display order (exact for pyav; container estimate for opencv without pyav)
     fps: float  # average frame rate (frames per second of presentation time); 0.0 when unknown
@@ -77,7 +77,7 @@ class Frames:
 
 def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
     """``[H, W, 3]`` frames -> ``[T, H, W, 3]``. CPU frames are stacked by NumPy: ``torch.stack`` wakes torch's
-    intra-op thread pool, whose spinning threads measured 2-5x slower decoding on the loaded 2-core machine."""
+    intra-op thread pool, whose spinning threads slow decoding down on a loaded machine (``docs/video-io.md``)."""
     if frames and frames[0].device.type == "cpu":
         return torch.from_numpy(np.stack([f.numpy() for f in frames]))
     return torch.stack(list(frames))
