@@ -123,7 +123,7 @@ def test_cuda_clip_b64(benchmark, device, quick, encoder, core):
 def video_file(tmp_path_factory):
     """A real encoded H.264 file (PyAV writes it; skipped where PyAV is missing)."""
     pytest.importorskip("av", reason="PyAV writes the input video: pip install av")
-    from coldstream.io.synthetic import write_index_video
+    from coldstream.testing import write_index_video
 
     path = tmp_path_factory.mktemp("e2e") / "clip.mp4"
     write_index_video(path, 128, codec="h264", height=240, width=320)
@@ -162,7 +162,7 @@ def test_cuda_decode_and_clip(benchmark, device, quick, video_file):
     assert run() == 128 and decode_only() == 128
     with open_video(video_file, device=device) as src:
         backend = type(src).__name__
-    # issue #5's goal: decoding is never the bottleneck, i.e. it delivers >= 2x the model's frames/s (same run)
+    # The goal: decoding is never the bottleneck, i.e. it delivers >= 2x the model's frames/s (same run)
     decode_fps = 128 / time_fn(decode_only, device, warmup=1, iters=3)
     model_fps = 128 / time_fn(model_only, device, warmup=1, iters=3)
     pedantic(benchmark, run, device, rounds=3, warmup=1)

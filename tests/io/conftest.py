@@ -1,37 +1,47 @@
-"""Small generated videos whose pixels encode the frame index (see ``coldstream.io.synthetic``)."""
+"""Small generated videos whose pixels encode the frame index (see ``coldstream.testing``)."""
 
-import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from coldstream.io.synthetic import CODECS, write_index_video
+from coldstream import optional
+from coldstream.testing import CODECS, write_index_video
 
 # The test videos are written with PyAV. Without it (the GPU machines ship without it) the io tests cannot run: they
 # are left out with a notice, unless COLDSTREAM_REQUIRE_CUDA=1, where a GPU run must not pass by skipping.
-if importlib.util.find_spec("av") is None:
+if optional.unavailable("pyav") is not None:
     if os.environ.get("COLDSTREAM_REQUIRE_CUDA", "0") == "1":
-        raise pytest.UsageError("tests/io needs PyAV to write its test videos: pip install av")
+        raise pytest.UsageError(f"tests/io needs PyAV to write its test videos: {optional.unavailable('pyav')}")
     collect_ignore_glob = ["test_*.py"]
-    print("tests/io skipped: PyAV is not installed (pip install av)")
+    print(f"tests/io skipped: {optional.unavailable('pyav')}")
 
-HAVE_CV2 = importlib.util.find_spec("cv2") is not None
-_NEEDS = {"opencv": "cv2", "dali": "nvidia.dali"}
-_INSTALL = {"opencv": "pip install opencv-python-headless", "dali": "pip install nvidia-dali-cuda130"}
+HAVE_CV2 = optional.unavailable("opencv") is None
 
 
 def backend_params(*names: str) -> list:
-    """Backend names as pytest params, each skipped (with the install command) when its library is missing."""
+    """Backend names (``pyav``, ``opencv``, ``dali``) as pytest params, each skipped with the reason and the install
+    command when its library is missing."""
     out = []
     for name in names:
-        mod = _NEEDS.get(name)
-        missing = mod is not None and importlib.util.find_spec(mod.split(".")[0]) is None
-        if mod == "nvidia.dali" and not missing:
-            missing = importlib.util.find_spec("nvidia.dali") is None
-        marks = pytest.mark.skipif(missing, reason=f"{name} not installed: {_INSTALL.get(name)}")
-        out.append(pytest.param(name, marks=marks, id=name))
+        why = optional.unavailable(name)
+        out.append(pytest.param(name, marks=pytest.mark.skipif(why is not None, reason=str(why)), id=name))
     return out
+
+
+@pytest.fixture
+def hide_modules(monkeypatch):
+    """``hide_modules("nvidia.dali", ...)``: importing those modules fails, as where they are not installed, and
+    ``coldstream.optional`` probes again (also after the test, when they are back)."""
+
+    def hide(*modules: str) -> None:
+        for m in modules:
+            monkeypatch.setitem(sys.modules, m, None)  # makes `import m` raise ImportError
+        optional._probe.cache_clear()
+
+    yield hide
+    optional._probe.cache_clear()
 
 
 N_FRAMES = 60  # 2 s at 30 fps, keyframe every 10 frames

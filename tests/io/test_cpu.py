@@ -8,7 +8,7 @@ import torch
 
 from coldstream.io import CorruptVideoError, open_stream, open_video
 from coldstream.io.preprocess import preprocess_frames
-from coldstream.io.synthetic import index_pattern, read_frame_indices
+from coldstream.testing import index_pattern, read_frame_indices, write_truncated_copy
 
 from .conftest import HAVE_CV2, N_FRAMES, VFR_PTS_MS, backend_params
 
@@ -54,7 +54,7 @@ def test_stream_from_middle_and_strided(h264, backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_spec_clip(h264, backend):
+def test_clip_sampling(h264, backend):
     with open_video(h264, backend=backend) as src:
         clip = src.clip(16, target_fps=12)  # stride round(2.5) = 2, start (59 - 30) // 2 = 14
         assert clip.indices.tolist() == list(range(14, 46, 2))
@@ -78,7 +78,7 @@ def test_backends_agree_bit_exact(coded):
     assert torch.equal(a.indices, b.indices)
 
 
-def test_float_output_is_spec_preprocessing(h264):
+def test_float_output_is_preprocess_frames(h264):
     with open_video(h264, output="float", size=32) as src:
         f = src.get_frames([3, 4])
     with open_video(h264) as src:
@@ -194,8 +194,7 @@ def test_timestamps_not_starting_at_zero(make_video, tmp_path):
     with open_video(path, backend="pyav") as src:
         assert len(src) == 30 and src.info.duration == pytest.approx(0.99, abs=0.01)
         assert read_frame_indices(src.get_frames([29, 0, 14]).data) == [29, 0, 14]
-    cut = tmp_path / "offset_cut.mkv"
-    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 6 // 10])
+    cut = write_truncated_copy(path, tmp_path / "offset_cut.mkv", keep=0.6)
     with pytest.raises(CorruptVideoError, match=r"offset_cut\.mkv: truncated"):
         open_video(cut, backend="pyav")
 

@@ -7,14 +7,13 @@ On CPU machines DALI's CPU decoder is tested on VP9, VP8 and MJPEG (all it decod
 import logging
 import random
 
-import av
 import numpy as np
 import pytest
 import torch
 
 from coldstream.io import VideoError, open_video
 from coldstream.io.preprocess import preprocess_frames
-from coldstream.io.synthetic import read_frame_indices
+from coldstream.testing import CODECS, read_frame_indices, write_colour_gradient_video, write_truncated_copy
 
 from .conftest import N_FRAMES
 
@@ -26,21 +25,6 @@ from coldstream.io.dali import DALIClipReader  # noqa: E402
 # absolute difference is about 2.4-3.4 on natural colour content, up to ~100 on single pixels at sharp colour edges.
 PIXEL_MAE = 4.0  # uint8 levels, mean over a frame
 FLOAT_MAE = PIXEL_MAE / 255 / 0.225  # the same after ImageNet normalisation (smallest std)
-
-
-def colourful_video(path, encoder, n=12, h=72, w=96):
-    """Saturated moving gradients: the worst case for YUV -> RGB differences."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(encoder, rate=30)
-        s.width, s.height, s.pix_fmt = w, h, "yuvj420p" if encoder == "mjpeg" else "yuv420p"
-        yy, xx = np.mgrid[0:h, 0:w]
-        for i in range(n):
-            img = np.stack([(xx * 2 + i * 5) % 256, (yy * 3 + i * 7) % 256, (xx + yy + i * 11) % 256], -1)
-            for p in s.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def _agree(path, device, idx):
@@ -90,9 +74,9 @@ def test_dali_cpu_agrees_with_pyav(dali_cpu_video):
     _agree(dali_cpu_video, "cpu", [0, 7, 30, 59])
 
 
-@pytest.mark.parametrize("encoder", ["libvpx-vp9", "mjpeg"])
-def test_dali_cpu_colour_tolerance(tmp_path, encoder):
-    path = colourful_video(tmp_path / f"colour{'.webm' if 'vp' in encoder else '.avi'}", encoder)
+@pytest.mark.parametrize("codec", ["vp9", "mjpeg"])
+def test_dali_cpu_colour_tolerance(tmp_path, codec):
+    path = write_colour_gradient_video(tmp_path / f"colour{CODECS[codec].suffix}", codec)
     _agree(path, "cpu", list(range(12)))
     with open_video(path, backend="dali", output="float", size=48) as d, open_video(path, output="float", size=48) as p:
         fd, fp = d.get_frames([0, 11]).data, p.get_frames([0, 11]).data
@@ -215,9 +199,7 @@ def test_clip_reader_skips_and_counts_bad_files(make_video, tmp_path, caplog):
     good = [make_video(f"reader{i}", "vp9", num_frames=30 + 10 * i) for i in range(2)]
     text = tmp_path / "notes.webm"
     text.write_text("this is a text file, not a video\n" * 20)
-    data = good[1].read_bytes()
-    cut = tmp_path / "cut.webm"
-    cut.write_bytes(data[: len(data) // 2])
+    cut = write_truncated_copy(good[1], tmp_path / "cut.webm", keep=0.5)
     h264 = make_video("h264", "h264")  # DALI's CPU decoder has no H.264
     gone = tmp_path / "moved_away.webm"
     files = [good[0], text, h264, good[1], cut, gone]

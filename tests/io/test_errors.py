@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from coldstream.errors import ColdstreamError, InputError, MissingDependencyError, MissingFileError
 from coldstream.io import (
     BackendUnavailableError,
     CorruptVideoError,
@@ -17,31 +18,23 @@ from coldstream.io import (
     NotAVideoError,
     NoVideoFramesError,
     UnsupportedCodecError,
+    VideoError,
     VideoNotFoundError,
     open_stream,
     open_video,
 )
 from coldstream.io.dataset import ClipDataset, scan_videos
+from coldstream.testing import (
+    write_audio_only,
+    write_foreign_codec_copy,
+    write_truncated_copy,
+    write_video_without_frames,
+)
 
 from .conftest import HAVE_CV2, backend_params  # noqa: E402
 
 ALL = backend_params("pyav", "opencv", "dali")
 CPU = backend_params("pyav", "opencv")
-
-
-def _audio_only(path, codec: str, rate: int, frame_size: int, dtype, fmt: str):
-    """A file with five frames of silent mono audio and no video stream."""
-    with av.open(str(path), "w") as c:
-        a = c.add_stream(codec, rate=rate)
-        a.layout = "mono"
-        for i in range(5):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, frame_size), dtype), format=fmt, layout="mono")
-            fr.sample_rate, fr.pts = rate, i * frame_size
-            for p in a.encode(fr):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +48,8 @@ def bad_files(tmp_path_factory, make_video):
     out["empty"] = d / "empty.mp4"
     out["empty"].write_bytes(b"")
     for name, codec in [("trunc_mp4", "h264"), ("trunc_webm", "vp9"), ("trunc_avi", "mjpeg")]:
-        src = make_video(codec, codec).read_bytes()
-        out[name] = d / f"{name}{make_video(codec, codec).suffix}"
-        out[name].write_bytes(src[: len(src) // 2])
+        src = make_video(codec, codec)
+        out[name] = write_truncated_copy(src, d / f"{name}{src.suffix}", keep=0.5)
     # Damaged data: the MP4's coded frames (the mdat box) overwritten with noise, the header intact.
     data = bytearray(make_video("h264", "h264").read_bytes())
     lo, hi = data.find(b"mdat") + 8, data.find(b"moov") - 8
@@ -65,24 +57,32 @@ def bad_files(tmp_path_factory, make_video):
     out["corrupt_mp4"] = d / "corrupt.mp4"
     out["corrupt_mp4"].write_bytes(bytes(data))
     # Zero video frames: audio only, and a video stream that never got a frame.
-    out["audio_only"] = _audio_only(d / "audio_only.mp4", "aac", 16000, 1024, np.float32, "fltp")
-    out["no_frames"] = d / "no_frames.mp4"
-    with av.open(str(out["no_frames"]), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
-        c.start_encoding()
-    out["audio_only_webm"] = _audio_only(d / "audio_only.webm", "libopus", 48000, 960, np.int16, "s16")
+    out["audio_only"] = write_audio_only(d / "audio_only.mp4")
+    out["no_frames"] = write_video_without_frames(d / "no_frames.mp4")
+    out["audio_only_webm"] = write_audio_only(d / "audio_only.webm")
     # Codecs FFmpeg has no decoder for: the codec tag of an MJPEG AVI (stream header and bitmap header), a VP9 WebM's
     # CodecID and an H.264 MP4's sample description rewritten.
-    out["unknown_codec"] = d / "unknown_codec.avi"
-    out["unknown_codec"].write_bytes(make_video("mjpeg", "mjpeg").read_bytes().replace(b"MJPG", b"ZZZZ"))
-    out["unknown_codec_webm"] = d / "unknown_codec.webm"
-    out["unknown_codec_webm"].write_bytes(make_video("vp9", "vp9").read_bytes().replace(b"V_VP9", b"V_ZZZ"))
-    data = make_video("h264", "h264").read_bytes()
-    at = data.find(b"avc1", data.find(b"stsd"))
-    out["unknown_codec_mp4"] = d / "unknown_codec.mp4"
-    out["unknown_codec_mp4"].write_bytes(data[:at] + b"zzzz" + data[at + 4 :])
+    out["unknown_codec"] = write_foreign_codec_copy(make_video("mjpeg", "mjpeg"), d / "unknown_codec.avi", "ZZZZ")
+    out["unknown_codec_webm"] = write_foreign_codec_copy(make_video("vp9", "vp9"), d / "unknown_codec.webm", "V_ZZZ")
+    out["unknown_codec_mp4"] = write_foreign_codec_copy(make_video("h264", "h264"), d / "unknown_codec.mp4", "zzzz")
     return out
+
+
+def test_io_errors_are_coldstream_errors(h264):
+    """One ``except ColdstreamError`` catches every refusal of coldstream.io, and each keeps its built-in meaning."""
+    for cls in (NotAVideoError, CorruptVideoError, NoVideoFramesError, UnsupportedCodecError, FrameIndexError):
+        assert issubclass(cls, VideoError) and issubclass(cls, ColdstreamError)
+    assert issubclass(VideoNotFoundError, MissingFileError) and issubclass(FrameIndexError, IndexError)
+    assert issubclass(BackendUnavailableError, MissingDependencyError)  # an ImportError, as it was
+    with pytest.raises(InputError, match=r"backend must be one of .*got 'ffmpeg'"):
+        open_video(h264, backend="ffmpeg")
+    with pytest.raises(InputError, match="output must be 'uint8' or 'float', got 'rgb'"):
+        open_video(h264, output="rgb")
+    with open_video(h264) as src:
+        with pytest.raises(InputError, match="no frame indices requested"):
+            src.get_frames([])
+        with pytest.raises(InputError, match="chunk_size must be >= 1, got 0"):
+            next(src.stream(chunk_size=0))
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -222,10 +222,23 @@ def test_dataset_sharding_and_offsets(make_video):
     assert len(starts) > 1  # random temporal offsets differ between clips
 
 
-def test_missing_dali_gives_install_command(h264, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # makes `import nvidia.dali` raise ImportError
+def test_missing_dali_gives_install_command(h264, hide_modules):
+    hide_modules("nvidia.dali")
     with pytest.raises(BackendUnavailableError, match="pip install nvidia-dali-cuda130"):
         open_video(h264, backend="dali")
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "install"),
+    [("pyav", "av", "pip install av"), ("opencv", "cv2", "pip install opencv-python-headless")],
+)
+def test_missing_cpu_decoder_gives_install_command(h264, hide_modules, backend, module, install):
+    hide_modules(module)
+    with pytest.raises(BackendUnavailableError, match=rf"the \w+ CPU backend needs {backend}: .*{install}"):
+        open_video(h264, backend=backend)
+    if backend == "pyav":
+        with pytest.raises(BackendUnavailableError, match=f"live sources .* needs pyav: .*{install}"):
+            open_stream(h264)
 
 
 def test_imports_without_optional_decoders():
@@ -245,11 +258,10 @@ def test_imports_without_optional_decoders():
             assert "pip install av" in str(e), e
         else:
             raise AssertionError("no error")
+        assert "coldstream.testing" not in sys.modules  # the library never loads the test-video writers
         print("ok")
         """
     )
-    import coldstream.io.synthetic  # noqa: F401  (the path below must exist)
-
     r = subprocess.run([sys.executable, "-c", code, __file__], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 

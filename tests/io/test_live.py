@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from coldstream.io import FrameIndexError, open_stream
-from coldstream.io.synthetic import read_frame_indices
+from coldstream.io import FrameIndexError, FrameSource, StreamSource, open_stream
+from coldstream.testing import read_frame_indices
 
 from .conftest import N_FRAMES, VFR_PTS_MS
 
@@ -50,8 +50,9 @@ def test_pipe_vfr_timestamps_and_start(vfr):
         chunks = list(src.stream(start=4, chunk_size=8))
         with pytest.raises(FrameIndexError, match="cannot go back"):
             next(src.stream(start=0))
-        with pytest.raises(NotImplementedError, match="cannot seek"):
-            src.get_frames([0])
+        # Stream-only: a live source has no random access to call (no method that could only refuse).
+        assert isinstance(src, StreamSource) and not isinstance(src, FrameSource)
+        assert not any(hasattr(src, m) for m in ("get_frames", "clip", "strided_indices", "__len__"))
     got = np.concatenate([c.timestamps.numpy() for c in chunks])
     np.testing.assert_allclose(got, np.array(VFR_PTS_MS[4:]) / 1000)
     assert [i for c in chunks for i in read_frame_indices(c.data)] == list(range(4, len(VFR_PTS_MS)))

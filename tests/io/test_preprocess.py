@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coldstream.errors import InputError, InputTypeError
 from coldstream.io.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
 
 
@@ -45,5 +46,5 @@ def test_imagenet_normalisation():
     ],
 )
 def test_bad_frames_are_rejected_with_the_expected_layout(frames, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises((InputError, InputTypeError), match=match):
         preprocess_frames(frames, size=8)

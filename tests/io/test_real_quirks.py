@@ -1,7 +1,7 @@
 """What real files have and the synthetic recipes do not: each root cause behind a real file that plays everywhere
 but was rejected, reproduced with a small video written by PyAV here.
 
-Frame identity is checked against the pattern each frame carries (``coldstream.io.synthetic``) and against OpenCV's
+Frame identity is checked against the pattern each frame carries (``coldstream.testing``) and against OpenCV's
 sequential decode, the second opinion on which pictures exist and in which order.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from coldstream.io import CorruptVideoError, open_video
-from coldstream.io.synthetic import index_pattern, read_frame_indices, write_index_video
+from coldstream.testing import index_pattern, read_frame_indices, write_index_video, write_truncated_copy
 
 from .conftest import HAVE_CV2
 
@@ -196,9 +196,7 @@ def test_avi_header_overcounts_frames(quirks):
 def test_truncated_is_still_corrupt(quirks, tmp_path):
     """Data really missing still raises, for the files above that only looked broken."""
     for name in ("avi_sparse", "avi_overcount", "pts_is_dts", "avi_bframes"):
-        data = quirks[name].read_bytes()
-        cut = tmp_path / f"cut_{quirks[name].name}"
-        cut.write_bytes(data[: len(data) * 6 // 10])
+        cut = write_truncated_copy(quirks[name], tmp_path / f"cut_{quirks[name].name}", keep=0.6)
         with pytest.raises(CorruptVideoError, match=rf"cut_{quirks[name].name}: (truncated|.*corrupt)"):
             with open_video(cut) as src:
                 src.get_frames(range(len(src)))
@@ -258,7 +256,7 @@ def test_packaged_sample_videos(path):
 
 def test_first_frames_check_catches_what_the_packets_hide(quirks, monkeypatch):
     """The safety net: a file whose packets look fine but whose decoder disagrees is indexed by decoding."""
-    from coldstream.io.cpu import PyAVSource
+    from coldstream.io.pyav import PyAVSource
 
     monkeypatch.setattr(PyAVSource, "_packet_index_problem", lambda self: None)
     with open_video(quirks["pts_is_dts"], backend="pyav") as src:

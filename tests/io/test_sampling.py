@@ -1,8 +1,10 @@
-"""SPEC §2.3 frame sampling on hand-computed cases, random offsets and per-rank sharding."""
+"""Clip sampling (stride ``max(1, round(fps / target_fps))``, frames centred, a short video repeating its last sampled
+frame; ``docs/video-io.md``) on hand-computed cases, random offsets and per-rank sharding."""
 
 import pytest
 import torch
 
+from coldstream.errors import InputError
 from coldstream.io.sampling import (
     all_strided_indices,
     centered_clip_indices,
@@ -15,7 +17,7 @@ from coldstream.io.sampling import (
 @pytest.mark.parametrize(
     "native, target, stride",
     [
-        (30, 12, 2),  # 2.5 rounds to even: effective 15 fps (SPEC's example)
+        (30, 12, 2),  # 2.5 rounds to even (Python's round): effective 15 fps
         (30, 6, 5),
         (25, 6, 4),  # 4.1666
         (29.97, 12, 2),  # 2.4975
@@ -72,12 +74,12 @@ def test_shard_disjoint_and_even():
     assert set().union(*map(set, parts)) == set(items)
     unpadded = [shard(items, r, 4, pad=False) for r in range(4)]
     assert sorted(x for p in unpadded for x in p) == items
-    with pytest.raises(ValueError, match="rank"):
+    with pytest.raises(InputError, match="rank"):
         shard(items, 4, 4)
 
 
 @pytest.mark.parametrize("bad", [dict(n_total=0), dict(num_frames=0), dict(stride=0)])
 def test_invalid_arguments(bad):
     args = dict(n_total=10, num_frames=16, stride=1) | bad
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         centered_clip_indices(**args)

@@ -5,7 +5,7 @@ import gc
 import pytest
 
 from coldstream.io import open_video
-from coldstream.io.synthetic import read_frame_index
+from coldstream.testing import read_frame_index
 
 from .conftest import backend_params
 

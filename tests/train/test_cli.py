@@ -1,12 +1,12 @@
 """`coldstream train | eval | stream` end to end on a tiny CSV dataset (real EfficientNet-Lite0 at 32², 4 frames),
-with the bad inputs of the issue: an unreadable video, a label file that matches no video, a checkpoint from another
-model, a cache from another encoder/preprocessing."""
+with bad inputs: an unreadable video, a label file that matches no video, a checkpoint from another model, a cache
+from another encoder/preprocessing."""
 
 import json
 
 import pytest
 
-from coldstream.io.synthetic import write_index_video
+from coldstream.testing import write_index_video
 from coldstream.train.cli import eval_main, stream_main, train_main
 
 

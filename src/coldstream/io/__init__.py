@@ -2,12 +2,13 @@
 
     from coldstream.io import open_video
     with open_video("clip.mp4", device="cuda", output="float", size=224) as src:
-        clip = src.clip(16, target_fps=6)        # SPEC §2.3: Frames(data [16, 3, 224, 224], indices, timestamps)
+        clip = src.clip(16, target_fps=6)        # Frames(data [16, 3, 224, 224], indices, timestamps)
         for chunk in src.stream(chunk_size=8):   # bounded memory, frame by frame
             ...
 
 Backends: ``"pyav"`` (CPU, default), ``"opencv"`` (CPU without PyAV), ``"dali"`` (NVDEC on ``cuda`` devices, DALI's
-CPU decoder for VP9/VP8/MJPEG on ``cpu``). Optional dependencies are imported only when used.
+CPU decoder for VP9/VP8/MJPEG on ``cpu``). Optional dependencies are imported only when used. The contract, the
+sampling and preprocessing rules, the errors and measurements: ``docs/video-io.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import logging
 import os
 
 import torch
+
+from coldstream import optional
+from coldstream.errors import InputError
 
 from .errors import (
     BackendUnavailableError,
@@ -28,7 +32,7 @@ from .errors import (
     VideoNotFoundError,
 )
 from .sampling import centered_clip_indices, clip_stride, random_clip_indices, shard
-from .source import Frames, FrameSource, VideoInfo
+from .source import Frames, FrameSource, StreamSource, VideoInfo
 
 __all__ = [
     "BackendUnavailableError",
@@ -38,6 +42,7 @@ __all__ = [
     "Frames",
     "NoVideoFramesError",
     "NotAVideoError",
+    "StreamSource",
     "UnsupportedCodecError",
     "VideoError",
     "VideoInfo",
@@ -56,32 +61,18 @@ log = logging.getLogger("coldstream.io")
 _said_auto: set[str] = set()
 
 
-def _have(module: str) -> tuple[bool, str]:
-    try:
-        mod = __import__(module)
-    except ImportError as e:
-        return False, str(e)
-    return True, getattr(mod, "__version__", "installed")
-
-
 def available_backends() -> dict[str, tuple[bool, str]]:
     """Each backend -> ``(usable, version or the reason it is not)``; for ``coldstream info``."""
-    from .dali import dali_available
-    from .errors import DALI_INSTALL, OPENCV_INSTALL, PYAV_INSTALL
-
-    ok_av, why_av = _have("av")
-    ok_cv, why_cv = _have("cv2")
-    ok_dali, why_dali = dali_available()
+    rows = {}
+    for name, label in (("pyav", "PyAV"), ("opencv", "OpenCV")):
+        why = optional.unavailable(name)
+        rows[name] = (why is None, f"{label} {optional.version(name)}" if why is None else why)
+    why_dali = optional.unavailable("dali")
+    dali = f"nvidia-dali {optional.version('dali')}" if why_dali is None else why_dali
     gpu = torch.cuda.is_available()
-    return {
-        "pyav": (ok_av, f"PyAV {why_av}" if ok_av else f"{why_av}; install: {PYAV_INSTALL}"),
-        "opencv": (ok_cv, f"OpenCV {why_cv}" if ok_cv else f"{why_cv}; install: {OPENCV_INSTALL}"),
-        "dali-cpu": (ok_dali, f"{why_dali} (VP9, VP8, MJPEG only)" if ok_dali else f"install: {DALI_INSTALL}"),
-        "dali-gpu": (
-            ok_dali and gpu,
-            why_dali if ok_dali and gpu else ("no CUDA GPU" if ok_dali else f"install: {DALI_INSTALL}"),
-        ),
-    }
+    rows["dali-cpu"] = (why_dali is None, f"{dali} (VP9, VP8, MJPEG only)" if why_dali is None else dali)
+    rows["dali-gpu"] = (why_dali is None and gpu, "no CUDA GPU" if why_dali is None and not gpu else dali)
+    return rows
 
 
 def open_video(
@@ -104,25 +95,25 @@ def open_video(
         VideoError subclasses naming the file and the problem.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = torch.device(device)
     if backend == "dali":
         from .dali import DALISource
 
         return DALISource(path, device=device, **kwargs)
     if backend == "pyav":
-        from .cpu import PyAVSource
+        from .pyav import PyAVSource
 
         return PyAVSource(path, device=device, **kwargs)
     if backend == "opencv":
-        from .cpu import OpenCVSource
+        from .opencv import OpenCVSource
 
         return OpenCVSource(path, device=device, **kwargs)
     if backend == "auto" and device.type == "cuda":
-        from .dali import DALISource, dali_available
+        from .dali import DALISource
 
-        ok, why = dali_available()
-        if ok:
+        why = optional.unavailable("dali")
+        if why is None:
             try:
                 return DALISource(path, device=device, **kwargs)
             except UnsupportedCodecError as e:
@@ -133,16 +124,18 @@ def open_video(
 
 
 def _open_cpu(path, device, **kwargs) -> FrameSource:
-    from .cpu import OpenCVSource, PyAVSource
+    from .opencv import OpenCVSource
+    from .pyav import PyAVSource
 
-    if _have("av")[0]:
+    if optional.unavailable("pyav") is None:
         return PyAVSource(path, device=device, **kwargs)
-    if _have("cv2")[0]:
+    if optional.unavailable("opencv") is None:
         _say_once("nopyav", "CPU backend: PyAV missing, using OpenCV (sequential reads, container frame counts)")
         return OpenCVSource(path, device=device, **kwargs)
-    from .errors import OPENCV_INSTALL, PYAV_INSTALL
-
-    raise BackendUnavailableError(f"no CPU video decoder installed: {PYAV_INSTALL}  (or: {OPENCV_INSTALL})")
+    raise BackendUnavailableError(
+        f"no CPU video decoder installed: {optional.install_command('pyav')}  "
+        f"(or: {optional.install_command('opencv')})"
+    )
 
 
 def _say_once(key: str, message: str) -> None:
@@ -151,11 +144,12 @@ def _say_once(key: str, message: str) -> None:
         log.warning(message)
 
 
-def open_stream(source, *, device: str | torch.device = "cpu", **kwargs) -> FrameSource:
-    """Open a live or unbounded source (URL, capture device, pipe, readable file object) for ``stream()`` only.
+def open_stream(source, *, device: str | torch.device = "cpu", **kwargs) -> StreamSource:
+    """Open a live or unbounded source (URL, capture device, pipe, readable file object) as a ``StreamSource``:
+    ``stream()`` only, no random access.
 
-    Frames are indexed in arrival order and never held beyond one chunk. See ``coldstream.io.cpu.LiveSource``.
+    Frames are indexed in arrival order and never held beyond one chunk. See ``coldstream.io.live.LiveSource``.
     """
-    from .cpu import LiveSource
+    from .live import LiveSource
 
     return LiveSource(source, device=device, **kwargs)

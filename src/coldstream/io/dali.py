@@ -6,8 +6,8 @@ Two entry points:
   frame indices wanted). Frame identity (count, timestamps, rotation) comes from the same packet index as the CPU
   backend (PyAV, or OpenCV's container figures without PyAV), so both backends agree on which frame is which.
 * ``DALIClipReader``: multi-file training reader (``fn.experimental.readers.video``) with shuffling, per-rank
-  sharding, strided ``sequence_length`` clips at random temporal offsets, and SPEC §2.3 resize/crop/normalise inside
-  the DALI graph (on the GPU for ``device="cuda"``).
+  sharding, strided ``sequence_length`` clips at random temporal offsets, and resize/crop/normalise (as
+  ``coldstream.io.preprocess``) inside the DALI graph (on the GPU for ``device="cuda"``).
 
 Codecs: the mixed (GPU) decoder handles H.264, HEVC, VP8, VP9, AV1, MPEG-4 and MJPEG where NVDEC has them; DALI's CPU
 decoder handles VP9, VP8 and MJPEG only (H.264/HEVC/MPEG-4/AV1 are refused on CPU by design).
@@ -26,7 +26,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .errors import DALI_INSTALL, BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError
+from coldstream import optional
+from coldstream.errors import InputError
+
+from .errors import BackendUnavailableError, CorruptVideoError, UnsupportedCodecError, VideoError, require_backend
 from .source import IMAGENET_MEAN, IMAGENET_STD, FrameSource, VideoInfo
 
 log = logging.getLogger("coldstream.io")
@@ -49,22 +52,9 @@ _FOURCC_CODECS = {
 }
 
 
-def import_dali():
-    """``nvidia.dali`` or a ``BackendUnavailableError`` with the install command."""
-    try:
-        import nvidia.dali as dali
-    except ImportError as e:
-        raise BackendUnavailableError(f"the DALI backend needs NVIDIA DALI: {DALI_INSTALL}  ({e})") from e
-    return dali
-
-
-def dali_available() -> tuple[bool, str]:
-    """``(True, version)`` or ``(False, why)``, without raising."""
-    try:
-        dali = import_dali()
-    except BackendUnavailableError as e:
-        return False, str(e)
-    return True, f"nvidia-dali {dali.__version__}"
+def _import_dali():
+    """``nvidia.dali``, or ``BackendUnavailableError`` with the install command."""
+    return require_backend("dali", "the DALI backend")
 
 
 def _to_torch(dali_tensor, clone: bool) -> torch.Tensor:
@@ -97,7 +87,7 @@ def _resolve_device(device: torch.device) -> tuple[str, int | None]:
         return "mixed", device.index if device.index is not None else torch.cuda.current_device()
     if device.type == "cpu":
         return "cpu", None
-    raise ValueError(f"DALI decodes to 'cpu' or 'cuda' devices, not {device}")
+    raise InputError(f"DALI decodes to 'cpu' or 'cuda' devices, not {device}")
 
 
 class _DecoderPipeline:
@@ -107,7 +97,7 @@ class _DecoderPipeline:
     _lock = threading.Lock()
 
     def __init__(self, dali_device: str, device_id: int | None):
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn, types
 
         self.dali_device, self.device_id = dali_device, device_id
@@ -155,7 +145,7 @@ class DALISource(FrameSource):
         chunk_size: frames per DALI run while streaming (the memory bound); ``None`` picks ~64 MiB of frames on CPU,
             ~512 MiB on GPU (8 to 256 frames). Streams that start near frame 0 run one ``inputs.video`` pass; streams
             that start deeper use ``decoders.video`` frame lists, whose every run re-opens the in-memory file and
-            rebuilds DALI's index (slow with small chunks: VP9 480p on CPU, 16 frames/run ~155 frames/s, 64 ~310).
+            rebuilds DALI's index (slow with small chunks; figures in ``docs/video-io.md``).
         probe: ``"pyav"`` (exact packet index, default when PyAV is installed) or ``"opencv"`` (container figures).
         Other arguments as ``FrameSource``.
     """
@@ -163,8 +153,10 @@ class DALISource(FrameSource):
     backend_name = "dali"
 
     def __init__(self, path, *, chunk_size: int | None = None, probe: str | None = None, **kwargs):
+        if probe not in (None, "pyav", "opencv"):
+            raise InputError(f"probe must be 'pyav', 'opencv' or None, got {probe!r}")
         super().__init__(path, **kwargs)
-        import_dali()
+        _import_dali()
         self._dali_device, self._device_id = _resolve_device(self.device)
         self.backend_name = "dali-gpu" if self._dali_device == "mixed" else "dali-cpu"
         self._probe = _probe(self.path, probe)
@@ -213,7 +205,7 @@ class DALISource(FrameSource):
 
     def _decode_front_to_back(self, start: int, step: int) -> Iterator[tuple[int, float, torch.Tensor]]:
         """``fn.experimental.inputs.video``: one pass over the file, ``chunk`` frames per run, no index rebuilds."""
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn
 
         dev, seq = self._dali_device, self._chunk
@@ -254,9 +246,9 @@ def _check_dali_can_read(src: FrameSource, dali_device: str) -> str:
     codecs = DALI_GPU_CODECS if dali_device == "mixed" else DALI_CPU_CODECS
     codec = _FOURCC_CODECS.get(src.info.codec, src.info.codec)
     if codec not in codecs:
-        from .cpu import unsupported
-
-        raise unsupported(src.path, backend, codec, codecs)
+        raise UnsupportedCodecError(
+            src.path, f"the {backend} backend cannot decode {codec} video (it decodes: {', '.join(codecs)})"
+        )
     if getattr(src, "index_mode", "packets") == "decode":
         # DALI numbers frames by the container's timestamps, which this file gets wrong (the CPU index had to
         # decode it to find display order): its frame i would not be our frame i.
@@ -270,16 +262,11 @@ def _check_dali_can_read(src: FrameSource, dali_device: str) -> str:
 
 def _probe(path: str, probe: str | None):
     """An index of the file from the CPU backend (PyAV if installed, else OpenCV)."""
-    from .cpu import OpenCVSource, PyAVSource
+    from .opencv import OpenCVSource
+    from .pyav import PyAVSource
 
-    if probe in (None, "pyav"):
-        try:
-            import av  # noqa: F401
-        except ImportError:
-            if probe == "pyav":
-                raise
-        else:
-            return PyAVSource(path)
+    if probe == "pyav" or (probe is None and optional.unavailable("pyav") is None):
+        return PyAVSource(path)  # BackendUnavailableError when probe="pyav" and PyAV is missing
     src = OpenCVSource(path)
     fps = src.info.fps
     src.timestamp = lambda i: i / fps if fps > 0 else 0.0  # container figures only: no per-frame timestamps
@@ -324,11 +311,11 @@ class DALIClipReader:
         seed: int = 0,
         num_threads: int = 2,
     ):
-        dali = import_dali()
+        dali = _import_dali()
         from nvidia.dali import fn, types
 
         if not files:
-            raise ValueError("DALIClipReader needs at least one file")
+            raise InputError("DALIClipReader needs at least one file")
         self.device = torch.device(device)
         dali_device, device_id = _resolve_device(self.device)
         reader_device = "gpu" if dali_device == "mixed" else "cpu"

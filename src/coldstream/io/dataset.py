@@ -1,4 +1,4 @@
-"""Dataset passes over many videos: clips per SPEC §2.3, bad files skipped, logged and counted."""
+"""Dataset passes over many videos: one clip per file (``FrameSource.clip``), bad files skipped, logged and counted."""
 
 from __future__ import annotations
 

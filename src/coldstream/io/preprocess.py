@@ -1,4 +1,4 @@
-"""Frame preprocessing of SPEC §2.3: scale to [0, 1], short-side bilinear resize, centre crop, normalise.
+"""Frame preprocessing for the encoders: scale to [0, 1], short-side bilinear resize, centre crop, normalise.
 
 Runs on whatever device the frames are on (a GPU tensor stays on the GPU).
 """
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from coldstream.errors import InputError, InputTypeError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -17,27 +19,27 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _as_float_nchw(frames: torch.Tensor) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` (decoder layout) or float ``[T, 3, H, W]`` in [0, 1] -> float32 ``[T, 3, H, W]``."""
     if not isinstance(frames, torch.Tensor):
-        raise TypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+        raise InputTypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
     if frames.dim() == 3:
-        raise ValueError(
+        raise InputError(
             f"frames must be a batch: uint8 [T, H, W, 3] or float [T, 3, H, W]; got a single image of shape "
             f"{tuple(frames.shape)} (add a leading dimension)"
         )
     if frames.dim() != 4:
-        raise ValueError(
+        raise InputError(
             f"frames must have rank 4 (uint8 [T, H, W, 3] or float [T, 3, H, W]), got {tuple(frames.shape)}"
         )
     if frames.dtype == torch.uint8:
         if frames.shape[-1] != 3:
-            raise ValueError(f"uint8 frames must be [T, H, W, 3] (RGB, channels last), got {tuple(frames.shape)}")
+            raise InputError(f"uint8 frames must be [T, H, W, 3] (RGB, channels last), got {tuple(frames.shape)}")
         return frames.permute(0, 3, 1, 2).float().div_(255.0)
     if frames.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         if frames.shape[1] != 3:
-            raise ValueError(f"float frames must be [T, 3, H, W] (RGB, channels first), got {tuple(frames.shape)}")
+            raise InputError(f"float frames must be [T, 3, H, W] (RGB, channels first), got {tuple(frames.shape)}")
         if not torch.isfinite(frames).all():
-            raise ValueError("frames contain NaN or Inf values")
+            raise InputError(f"frames must be finite, got {int((~torch.isfinite(frames)).sum())} NaN or Inf values")
         return frames.float()
-    raise TypeError(f"frames must be uint8 [T, H, W, 3] or float [T, 3, H, W] in [0, 1], got dtype {frames.dtype}")
+    raise InputTypeError(f"frames must be uint8 [T, H, W, 3] or float [T, 3, H, W] in [0, 1], got dtype {frames.dtype}")
 
 
 def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -45,7 +47,7 @@ def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:
     h, w = frames.shape[-2:]
     if min(h, w) == size:
         return frames
-    # Round like the reference (int(round(.))) and never let the long side fall below `size`.
+    # The long side is rounded to the nearest pixel (int(round(.))) and never falls below `size`.
     if h <= w:
         new_h, new_w = size, max(size, int(round(w * size / h)))
     else:
@@ -57,7 +59,7 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     """Centre crop ``[..., H, W]`` to ``size × size``."""
     h, w = frames.shape[-2:]
     if h < size or w < size:
-        raise ValueError(f"cannot centre-crop {size}x{size} from frames of size {h}x{w}")
+        raise InputError(f"cannot centre-crop {size}x{size} from frames of size {h}x{w}")
     top, left = (h - size) // 2, (w - size) // 2
     return frames[..., top : top + size, left : left + size]
 
@@ -68,18 +70,19 @@ def preprocess_frames(
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
 ) -> torch.Tensor:
-    """SPEC §2.3 preprocessing.
+    """Scale to [0, 1], resize the short side to ``size`` (bilinear, ``align_corners=False``, no antialias), centre
+    crop ``size x size``, normalise ``(x - mean) / std``.
 
     Args:
         frames: uint8 ``[T, H, W, 3]`` (0..255, as decoders return them) or float ``[T, 3, H, W]`` in [0, 1].
         size: output side S (224; 256 for Waymo).
-        mean, std: per-channel normalisation; ``None`` leaves pixels in [0, 1] (the RVM baseline).
+        mean, std: per-channel normalisation; ``None`` leaves pixels in [0, 1] (for encoders trained on such input).
 
     Returns:
         float32 ``[T, 3, S, S]`` on the frames' device.
     """
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise InputError(f"size must be positive, got {size}")
     x = center_crop(resize_short_side(_as_float_nchw(frames), size), size)
     if mean is not None:
         m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

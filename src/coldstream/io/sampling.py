@@ -1,4 +1,5 @@
-"""Which frames to decode: SPEC §2.3 clip sampling, random temporal offsets for training, per-rank sharding.
+"""Which frames to decode: clip sampling (a stride from the frame rates, frames centred in the video), random temporal
+offsets for training, per-rank sharding.
 
 All functions work on frame indices only (no decoding), so every backend samples identically.
 """
@@ -10,7 +11,9 @@ from typing import TypeVar
 
 import torch
 
-NUM_FRAMES = 16  # T of every released task script
+from coldstream.errors import InputError
+
+NUM_FRAMES = 16  # frames per clip (T) unless a task asks for another count
 
 _T = TypeVar("_T")
 
@@ -23,7 +26,7 @@ def clip_stride(native_fps: float, target_fps: float | None) -> int:
     if target_fps is None or native_fps is None or native_fps <= 0:
         return 1
     if target_fps <= 0:
-        raise ValueError(f"target_fps must be positive, got {target_fps}")
+        raise InputError(f"target_fps must be positive, got {target_fps}")
     return max(1, int(round(native_fps / target_fps)))
 
 
@@ -34,7 +37,7 @@ def _short_clip(n_total: int, num_frames: int, stride: int) -> list[int]:
 
 
 def centered_clip_indices(n_total: int, num_frames: int = NUM_FRAMES, stride: int = 1) -> list[int]:
-    """SPEC §2.3: ``num_frames`` indices ``stride`` apart, centred in a video of ``n_total`` frames.
+    """``num_frames`` indices ``stride`` apart, centred in a video of ``n_total`` frames.
 
     ``start = (n_total - 1 - (num_frames - 1) * stride) // 2`` when the span ``(num_frames - 1) * stride`` is shorter
     than the video; otherwise frames ``0, stride, 2*stride, ...`` that exist, then the last of them repeated.
@@ -66,7 +69,7 @@ def random_clip_indices(
 
 
 def all_strided_indices(n_total: int, stride: int = 1) -> list[int]:
-    """Every ``stride``-th frame from the start (the reference's ``num_frames=None``: duration preserved)."""
+    """Every ``stride``-th frame from the start: the whole video at the target rate, no fixed frame count."""
     _check(n_total, 1, stride)
     return list(range(0, n_total, stride))
 
@@ -78,7 +81,7 @@ def shard(items: Sequence[_T], rank: int, world_size: int, *, pad: bool = True) 
     ``DistributedSampler``), so ranks stay in lock-step; ``pad=False`` drops nothing and adds nothing.
     """
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        raise InputError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     items = list(items)
     if pad and items:
         per_rank = -(-len(items) // world_size)
@@ -89,8 +92,8 @@ def shard(items: Sequence[_T], rank: int, world_size: int, *, pad: bool = True) 
 
 def _check(n_total: int, num_frames: int, stride: int) -> None:
     if n_total < 1:
-        raise ValueError(f"a video needs at least one frame, got n_total={n_total}")
+        raise InputError(f"a video needs at least one frame, got n_total={n_total}")
     if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise InputError(f"num_frames must be >= 1, got {num_frames}")
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise InputError(f"stride must be >= 1, got {stride}")

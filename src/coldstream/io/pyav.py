@@ -1,236 +1,24 @@
-"""CPU backends: PyAV (default: exact indices, frame-accurate seeking, metadata) and OpenCV (fallback, sequential).
+"""The PyAV backend: the default CPU decoder and the index authority.
 
-Chosen by measurement on the 2-core development machine (``bench/test_io.py``; numbers in the issue notes, taken
-under load from other jobs, so ratios are rough): OpenCV's reader and PyAV with a reused swscale context both reach
-several thousand frames/s to RGB at 224² H.264 and give bit-identical RGB (both are FFmpeg + swscale). OpenCV
-estimates frame counts from the container, seeks by ``frame / fps`` (wrong for variable frame rate) and hides the
-stream; PyAV gives the packet index (exact count, presentation timestamps, keyframes), frame-accurate seeking by
-timestamp and the rotation matrix, and where a real file's timestamps do not give display order (B-frames muxed with
-pts == dts, AVI with B-frames, raw streams) one decoding pass gives the decoder's own order (``PyAVSource`` doc).
-So ``PyAVSource`` is the CPU backend and the index authority; ``OpenCVSource`` exists for machines without PyAV (the
-GPU machines) and reads sequentially (``grab`` up to each wanted frame, never seeking), which keeps its indices exact
-at the cost of decoding from the start (its frame count stays the container's figure until the stream ends).
-torchcodec was not adopted: its CPU builds (0.11-0.13) need FFmpeg from apt and newer wheels are CUDA-only
-(PLATFORM.md), for no exactness gain.
+PyAV reads the container's packet index (exact frame count, presentation timestamps, keyframes), seeks frame-accurately
+by timestamp and reports the display rotation; where a file's timestamps do not give display order it indexes the file
+by decoding it once (see :class:`PyAVSource`). Why it is the CPU default, and measurements: ``docs/video-io.md``.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-import os
 from collections.abc import Generator, Iterator
 from fractions import Fraction
 
 import numpy as np
 import torch
 
-from .errors import (
-    OPENCV_INSTALL,
-    PYAV_INSTALL,
-    BackendUnavailableError,
-    CorruptVideoError,
-    FrameIndexError,
-    NotAVideoError,
-    NoVideoFramesError,
-    UnsupportedCodecError,
-    VideoError,
-)
-from .source import FrameSource, VideoInfo, stack_frames
+from coldstream.errors import InputError
 
-log = logging.getLogger("coldstream.io")
-
-# Leading bytes of the containers we know; a file that fails to open and starts with one of these is a broken video,
-# anything else is not a video at all.
-_CONTAINER_MAGIC: tuple[tuple[int, bytes], ...] = (
-    (4, b"ftyp"),  # MP4 / MOV / 3GP
-    (4, b"moov"),
-    (4, b"mdat"),
-    (4, b"free"),
-    (4, b"wide"),
-    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
-    (0, b"RIFF"),  # AVI
-    (0, b"OggS"),
-    (0, b"FLV"),
-    (0, b"\x00\x00\x01\xba"),  # MPEG-PS
-    (0, b"\x47"),  # MPEG-TS (weak, checked last)
-)
-
-
-def looks_like_video_container(path: str) -> bool:
-    """Whether the file starts like a known video container (used to tell "corrupt video" from "not a video")."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    return any(head[off : off + len(magic)] == magic for off, magic in _CONTAINER_MAGIC)
-
-
-def declared_file_size(path: str) -> int | None:
-    """The byte length a RIFF (AVI), ISO BMFF (MP4/MOV) or Matroska (MKV/WebM) file's own headers declare, or None
-    when unknown.
-
-    A file shorter than that lost its end (an interrupted copy or download): that is data really missing, unlike a
-    header that merely over-counts frames. RIFF: the first chunk's size (OpenDML files continue in more RIFF chunks
-    after it, so only a shorter file counts). ISO BMFF: the end of the last top-level box. Matroska: the end of the
-    Segment (a live recording's Segment has unknown size: no claim).
-    """
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-                return int.from_bytes(head[4:8], "little") + 8
-            if head[:4] == b"\x1a\x45\xdf\xa3":
-                f.seek(0)
-                return _matroska_segment_end(f.read(256))
-            if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
-                return None
-            pos = 0
-            while pos < size:
-                f.seek(pos)
-                box = f.read(16)
-                if len(box) < 8:
-                    return pos + 8
-                n = int.from_bytes(box[:4], "big")
-                if n == 1 and len(box) == 16:
-                    n = int.from_bytes(box[8:16], "big")
-                elif n == 0:  # the last box runs to the end of the file
-                    return size
-                if n < 8:
-                    return None  # not a box structure we understand: no claim
-                pos += n
-            return pos
-    except OSError:
-        return None
-
-
-def _ebml_size(buf: bytes, pos: int) -> tuple[int | None, int]:
-    """An EBML element size at ``pos``: (value, or None when "unknown"; bytes it takes)."""
-    length = 9 - buf[pos].bit_length()  # the leading zero bits of the first byte say how many bytes follow
-    if length > 8 or pos + length > len(buf):
-        raise ValueError(f"no EBML size at byte {pos}")
-    value = int.from_bytes(buf[pos : pos + length], "big") & ((1 << (7 * length)) - 1)
-    return (None if value == (1 << (7 * length)) - 1 else value), length
-
-
-def _matroska_segment_end(buf: bytes) -> int | None:
-    """Where the Segment after the EBML header at the start of ``buf`` ends, or None when unknown."""
-    try:
-        size, n = _ebml_size(buf, 4)
-        pos = 4 + n + (size or 0)
-        if size is None or buf[pos : pos + 4] != b"\x18\x53\x80\x67":  # the Segment element
-            return None
-        size, n = _ebml_size(buf, pos + 4)
-    except (IndexError, ValueError):
-        return None
-    return None if size is None else pos + 4 + n + size
-
-
-def declared_video_codecs(path: str) -> list[str] | None:
-    """The codec tag of each video track an MP4/MOV, AVI or Matroska/WebM header declares (``[]``: none, as in an
-    audio-only file), or None when there is no such header to read. Reads headers only; for telling apart why a
-    decoder will not open a file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            f.seek(0)
-            if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-                return _avi_video_codecs(f.read(1 << 16))  # the stream headers ('hdrl') come first
-            if head[:4] == b"\x1a\x45\xdf\xa3":
-                return _matroska_video_codecs(f.read(1 << 20))  # Tracks come before the first Cluster
-            if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
-                moov = _iso_box(f, b"moov")
-                return None if moov is None else _iso_video_codecs(moov)
-    except (OSError, IndexError, ValueError):
-        pass
-    return None
-
-
-def _avi_video_codecs(buf: bytes) -> list[str] | None:
-    if b"hdrl" not in buf:
-        return None
-    out, pos = [], buf.find(b"strh")
-    while pos >= 0:
-        if buf[pos + 8 : pos + 12] == b"vids":  # stream type, then handler; the bitmap header's compression is in strf
-            strf = buf.find(b"strf", pos)
-            tag = buf[strf + 24 : strf + 28].strip(b"\0") if strf >= 0 else b""
-            out.append((tag or buf[pos + 12 : pos + 16]).decode("latin-1"))
-        pos = buf.find(b"strh", pos + 4)
-    return out
-
-
-def _iso_box(f, name: bytes) -> bytes | None:
-    """The payload of the first top-level ISO BMFF box ``name`` (at most 64 MiB of it)."""
-    size, pos = os.fstat(f.fileno()).st_size, 0
-    while pos + 8 <= size:
-        f.seek(pos)
-        head = f.read(16)
-        n, hdr = int.from_bytes(head[:4], "big"), 8
-        if n == 1:
-            n, hdr = int.from_bytes(head[8:16], "big"), 16
-        elif n == 0:
-            n = size - pos
-        if n < hdr:
-            return None
-        if head[4:8] == name:
-            f.seek(pos + hdr)
-            return f.read(min(n - hdr, 64 << 20))
-        pos += n
-    return None
-
-
-def _iso_video_codecs(moov: bytes) -> list[str]:
-    out = []
-    for trak in moov.split(b"trak")[1:]:
-        h = trak.find(b"hdlr")  # version/flags, pre_defined, then the handler type
-        if h >= 0 and trak[h + 12 : h + 16] == b"vide":
-            s = trak.find(b"stsd")  # version/flags, entry count, then the first entry's size and format
-            out.append(trak[s + 16 : s + 20].decode("latin-1") if s >= 0 else "")
-    return out
-
-
-def _ebml_children(buf: bytes, pos: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """``(id, data start, data end)`` of each EBML element in ``buf[pos:end]`` (an unknown size runs to ``end``)."""
-    while pos < end:
-        id_len = 9 - buf[pos].bit_length()
-        if id_len > 4:
-            raise ValueError(f"no EBML element at byte {pos}")
-        size, n = _ebml_size(buf, pos + id_len)
-        start = pos + id_len + n
-        yield buf[pos : pos + id_len], start, end if size is None else start + size
-        pos = end if size is None else start + size
-
-
-def _matroska_video_codecs(buf: bytes) -> list[str] | None:
-    segment = next((el for el in _ebml_children(buf, 0, len(buf)) if el[0] == b"\x18\x53\x80\x67"), None)
-    if segment is None:
-        return None
-    for eid, start, end in _ebml_children(buf, segment[1], min(segment[2], len(buf))):
-        if eid == b"\x1f\x43\xb6\x75":  # a Cluster before any Tracks
-            return None
-        if eid == b"\x16\x54\xae\x6b":  # Tracks: a TrackEntry each, with TrackType (1: video) and CodecID
-            tracks = [(s, e) for k, s, e in _ebml_children(buf, start, end) if k == b"\xae"]
-            fields = [{k: buf[a:b] for k, a, b in _ebml_children(buf, s, e)} for s, e in tracks]
-            return [f.get(b"\x86", b"").decode("latin-1") for f in fields if f.get(b"\x83") == b"\x01"]
-    return None
-
-
-def _missing_bytes(path: str) -> str | None:
-    """How much of the file is missing when it is shorter than its own headers say, else None."""
-    want, have = declared_file_size(path), os.path.getsize(path)
-    if want is None or have + 8 >= want:
-        return None
-    return f"the file is {have} bytes but its headers declare {want} ({100 * (want - have) / want:.0f}% missing)"
-
-
-def _open_failure(path: str, detail: str) -> VideoError:
-    if os.path.getsize(path) == 0:
-        return NotAVideoError(path, "empty file (0 bytes)")
-    if looks_like_video_container(path):
-        return CorruptVideoError(path, f"truncated or corrupt video container: {detail}")
-    return NotAVideoError(path, f"not a video file (no decoder recognises its format): {detail}")
+from .containers import missing_bytes, no_decoder, open_failure
+from .errors import CorruptVideoError, NoVideoFramesError, require_backend
+from .source import FrameSource, VideoInfo, stack_frames, warn_once
 
 
 def _codec_name(stream) -> str:
@@ -238,36 +26,11 @@ def _codec_name(stream) -> str:
     return stream.codec_context.name if stream.codec_context is not None else "unknown codec"
 
 
-def _no_decoder(path: str, who: str = "FFmpeg") -> UnsupportedCodecError:
-    codecs = declared_video_codecs(path) if os.path.isfile(path) else None
-    codec = f" {codecs[0]!r}" if codecs else ""
-    return UnsupportedCodecError(
-        path, f"{who} has no decoder for its video codec{codec} (unknown or unsupported codec)"
-    )
-
-
-def _opencv_open_failure(path: str) -> VideoError:
-    """Why OpenCV could not open a file, as far as the container's own headers tell (OpenCV does not say)."""
-    codecs = declared_video_codecs(path) if _missing_bytes(path) is None else None
-    if codecs == []:
-        return NoVideoFramesError(path, "no video track (the container declares audio or other tracks only)")
-    if codecs:
-        return _no_decoder(path, "OpenCV's FFmpeg")
-    return _open_failure(path, "OpenCV could not open it (broken container, or no decodable video stream)")
-
-
-def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+def rotate_display(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a display rotation (degrees counter-clockwise, a multiple of 90) to uint8 ``[H, W, 3]``."""
     # FFmpeg's display rotation is counter-clockwise, as np.rot90 with positive k (checked against OpenCV's autorotate).
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError as e:
-        raise BackendUnavailableError(f"the PyAV CPU backend needs PyAV: {PYAV_INSTALL}  ({e})") from e
-    return av
 
 
 class PyAVSource(FrameSource):
@@ -290,7 +53,8 @@ class PyAVSource(FrameSource):
     earlier keyframe, down to the start of the file, so a wrong seek can cost time but never a wrong frame.
 
     ``threads``: decoder threads (0 = FFmpeg's choice). ``frame_threads``: frame threading as well as slice threading
-    (measured slower on the 2-core machine for 224² streams; may pay off for one large stream on many cores).
+    (off by default: slower for small streams on few cores, see ``docs/video-io.md``; may pay off for one large stream
+    on many cores).
     """
 
     backend_name = "pyav"
@@ -299,12 +63,12 @@ class PyAVSource(FrameSource):
     def __init__(self, path, *, threads: int = 0, frame_threads: bool = False, index: str = "auto", **kwargs):
         super().__init__(path, **kwargs)
         if index not in ("auto", "packets", "decode"):
-            raise ValueError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
-        self._av = _import_av()
+            raise InputError(f"index must be 'auto', 'packets' or 'decode', got {index!r}")
+        self._av = require_backend("pyav", "the PyAV CPU backend")
         from av.video.reformatter import VideoReformatter
 
-        # One reformatter per source keeps FFmpeg's swscale context between frames: 4-6x faster YUV -> RGB than
-        # frame.to_ndarray(format="rgb24"), which builds a new context per frame (bit-identical output).
+        # One reformatter per source keeps FFmpeg's swscale context between frames: several times faster YUV -> RGB
+        # than frame.to_ndarray(format="rgb24"), which builds a new context per frame (bit-identical output).
         self._reformatter = VideoReformatter()
         self._threads = threads
         self._frame_threads = frame_threads
@@ -329,7 +93,7 @@ class PyAVSource(FrameSource):
         try:
             self._container = av.open(self.path, mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as e:
-            raise _open_failure(self.path, str(e)) from e
+            raise open_failure(self.path, str(e)) from e
         streams = self._container.streams
         if not streams.video:
             kinds = ", ".join(f"{s.type} ({_codec_name(s)})" for s in streams) or "none"
@@ -338,7 +102,7 @@ class PyAVSource(FrameSource):
         self._stream = streams.video[0]
         if self._stream.codec_context is None:
             self.close()
-            raise _no_decoder(self.path)
+            raise no_decoder(self.path)
         self._stream.thread_type = "AUTO" if self._frame_threads else "SLICE"
         self._stream.thread_count = self._threads
         self._has_audio = bool(streams.audio)
@@ -372,7 +136,7 @@ class PyAVSource(FrameSource):
         declared, present = self._stream.frames or 0, len(self._packets) + self._discarded
         if declared <= present:
             return
-        missing = _missing_bytes(self.path)
+        missing = missing_bytes(self.path)
         if missing:
             raise CorruptVideoError(
                 self.path, f"truncated: {missing}; {present} of {declared} declared video frames are present"
@@ -419,11 +183,11 @@ class PyAVSource(FrameSource):
         n, npk = len(keys), len(self._packets)
         self._index_mode = "decode"
         if why is not None:
-            _say_once(
+            warn_once(
                 self.path, "decode", f"{self.path}: {why}; frames indexed by decoding the stream once ({n} frames)"
             )
         if n < npk:
-            _say_once(
+            warn_once(
                 self.path,
                 "dropped",
                 f"{self.path}: {npk} video packets decode to {n} pictures (the decoder drops "
@@ -508,7 +272,7 @@ class PyAVSource(FrameSource):
                     f"truncated: the container declares {declared} video frames ({stream_s:.3f} s) but only {n} "
                     f"are present, ending after {end:.3f} s",
                 )
-            _say_once(
+            warn_once(
                 self.path,
                 "declared",
                 f"{self.path}: the container declares {declared} video frames but holds {n} pictures and no data is "
@@ -656,7 +420,7 @@ class PyAVSource(FrameSource):
 
     def _to_rgb(self, frame) -> torch.Tensor:
         rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-        return torch.from_numpy(_rotate(rgb, self._rotation))
+        return torch.from_numpy(rotate_display(rgb, self._rotation))
 
     def _missing(self, index: int) -> CorruptVideoError:
         hint = " (try index='decode')" if self._index_mode == "packets" else ""
@@ -758,251 +522,5 @@ class PyAVSource(FrameSource):
 
     def close(self) -> None:
         if self._container is not None:
-            self._container.close()
-            self._container = None
-
-
-_said: set[tuple[str, str]] = set()
-
-
-def _say_once(path: str, kind: str, message: str) -> None:
-    """Log a per-file observation once per process (datasets reopen the same files every epoch)."""
-    if (path, kind) not in _said:
-        _said.add((path, kind))
-        log.warning(message)
-
-
-def _import_cv2():
-    try:
-        import cv2
-    except ImportError as e:
-        raise BackendUnavailableError(f"the OpenCV CPU backend needs OpenCV: {OPENCV_INSTALL}  ({e})") from e
-    return cv2
-
-
-class OpenCVSource(FrameSource):
-    """CPU decoding with OpenCV's FFmpeg reader, for machines without PyAV.
-
-    Reads sequentially and never seeks, so indices are exact (frame ``i`` is the ``i``-th picture the decoder
-    outputs, as on the PyAV backend). The frame count is the container's figure (an estimate from duration x fps for
-    WebM/MKV; AVI headers also count empty drop-frame slots, MP4 counts frames an edit list hides) and is corrected
-    if decoding ends early; ``exact_count=True`` counts the pictures at open instead (one decoding pass, no RGB
-    conversion), so that clips are centred as on the PyAV backend. Rotation metadata is applied by OpenCV itself
-    (``info.rotation`` says by how much, as on PyAV).
-    """
-
-    backend_name = "opencv"
-
-    def __init__(self, path, *, exact_count: bool = False, **kwargs):
-        super().__init__(path, **kwargs)
-        self._cv2 = cv2 = _import_cv2()
-        self._cap = None
-        self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
-        if not self._cap.isOpened():
-            raise _opencv_open_failure(self.path)
-        missing = _missing_bytes(self.path)
-        if missing:  # OpenCV would decode what is there and stop early as if that were the whole video
-            self.close()
-            raise CorruptVideoError(self.path, f"truncated: {missing}")
-        fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC))
-        codec = fourcc.to_bytes(4, "little").decode("ascii", "replace").strip("\x00").lower() if fourcc else "unknown"
-        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS))
-        self._pos = 0  # index of the next frame grab() returns
-        ok, first = self._read_next()
-        if not ok:
-            self.close()
-            if n > 0:
-                raise CorruptVideoError(self.path, f"corrupt data: the container declares {n} frames but none decodes")
-            raise NoVideoFramesError(self.path, "no video frame could be decoded (no video stream, or zero frames)")
-        self._first = first
-        if exact_count:
-            while self._cap.grab():
-                self._pos += 1
-            if self._pos != n:
-                _say_once(self.path, "cv-count", f"{self.path}: the container declares {n} frames, {self._pos} decode")
-            n = self._pos
-            self._rewind()
-        h, w = first[1].shape[:2]
-        # OpenCV applies the display rotation itself and reports it clockwise (270 for PyAV's 90 counter-clockwise).
-        rotation = -int(self._cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
-        self._info = VideoInfo(
-            path=self.path,
-            backend=self.backend_name,
-            codec=codec,
-            num_frames=max(n, 1),
-            fps=fps,
-            width=w,
-            height=h,
-            rotation=rotation,
-            duration=n / fps if fps > 0 else 0.0,
-        )
-
-    @property
-    def info(self) -> VideoInfo:
-        return self._info
-
-    def _read_next(self) -> tuple[bool, tuple[float, np.ndarray] | None]:
-        cv2 = self._cv2
-        if not self._cap.grab():
-            return False, None
-        t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        ok, bgr = self._cap.retrieve()
-        if not ok:
-            raise CorruptVideoError(self.path, f"frame {self._pos} could not be decoded")
-        self._pos += 1
-        return True, (t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-
-    def _rewind(self):
-        self._cap.release()
-        self._cap = self._cv2.VideoCapture(self.path, self._cv2.CAP_FFMPEG)
-        self._pos = 0
-
-    def _frames_from(self, start: int, step: int = 1) -> Iterator[tuple[int, float, np.ndarray]]:
-        if start < self._pos:
-            self._rewind()
-        while self._pos < start:  # grab() skips the RGB conversion
-            if not self._cap.grab():
-                return
-            self._pos += 1
-        while True:
-            i = self._pos
-            if (i - start) % step:
-                if not self._cap.grab():  # decode without the RGB conversion
-                    ok = False
-                else:
-                    self._pos += 1
-                    continue
-            else:
-                ok, item = self._read_next()
-            if not ok:
-                if i < self._info.num_frames:
-                    # The container over-counted: keep what decodes (OpenCV's count is an estimate for some formats).
-                    n = self._info.num_frames
-                    _say_once(self.path, "cv-count", f"{self.path}: the container declares {n} frames, {i} decode")
-                    self._info = VideoInfo(**{**self._info.__dict__, "num_frames": i})
-                return
-            yield i, item[0], item[1]
-
-    def _decode(self, indices: list[int]) -> tuple[torch.Tensor, list[float]]:
-        frames, stamps = [], []
-        it = self._frames_from(indices[0])
-        want = iter(indices)
-        target = next(want)
-        for i, t, rgb in it:
-            if i == target:
-                frames.append(torch.from_numpy(rgb))
-                stamps.append(t)
-                target = next(want, None)
-                if target is None:
-                    break
-                while self._pos < target:
-                    if not self._cap.grab():
-                        break
-                    self._pos += 1
-        if len(frames) != len(indices):
-            raise CorruptVideoError(self.path, f"the stream ended before frame {target} (decoded {self._pos} frames)")
-        return stack_frames(frames), stamps
-
-    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
-        for i, t, rgb in self._frames_from(start, step):
-            yield i, t, torch.from_numpy(rgb)
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-
-def unsupported(path: str, backend: str, codec: str, supported: tuple[str, ...]) -> UnsupportedCodecError:
-    """The error a backend raises for a codec it cannot decode."""
-    return UnsupportedCodecError(
-        path, f"the {backend} backend cannot decode {codec} video (it decodes: {', '.join(supported)})"
-    )
-
-
-class LiveSource(FrameSource):
-    """A live or unbounded source read once, front to back, with PyAV: a URL (``rtsp://``, ``http://``), a capture
-    device, a pipe or any readable file object, or a file too long to index.
-
-    Only :meth:`stream` works (no seeking, no frame count: ``info.num_frames`` is 0). Index ``i`` is the ``i``-th
-    decoded frame; its timestamp is the frame's presentation time from the first frame's. Memory is bounded by
-    ``chunk_size`` frames.
-
-    Args:
-        source: anything ``av.open`` accepts.
-        format: the container format when it cannot be probed (e.g. ``"matroska"`` for a pipe, ``"v4l2"``).
-        options: FFmpeg demuxer/protocol options, e.g. ``{"rtsp_transport": "tcp"}``.
-    """
-
-    backend_name = "pyav-live"
-    requires_file = False
-
-    def __init__(self, source, *, format: str | None = None, options: dict[str, str] | None = None, **kwargs):
-        super().__init__(source, **kwargs)
-        av = self._av = _import_av()
-        self._reformatter = __import__("av.video.reformatter", fromlist=["VideoReformatter"]).VideoReformatter()
-        self._next = 0
-        self._t0: float | None = None
-        try:
-            self._container = av.open(source, mode="r", format=format, options=options or {}, metadata_errors="ignore")
-        except av.error.FFmpegError as e:
-            if isinstance(source, str | os.PathLike) and os.path.isfile(source):
-                raise _open_failure(self.path, str(e)) from e
-            raise CorruptVideoError(self.path, f"cannot open the live source: {e}") from e
-        if not self._container.streams.video:
-            raise NoVideoFramesError(self.path, "no video stream in the live source")
-        self._stream = self._container.streams.video[0]
-        if self._stream.codec_context is None:
-            self.close()
-            raise _no_decoder(self.path)
-        self._stream.thread_type = "SLICE"
-        rate = self._stream.average_rate or self._stream.guessed_rate
-        ctx = self._stream.codec_context
-        self._frames = self._container.decode(self._stream)
-        self._info = VideoInfo(
-            path=self.path,
-            backend=self.backend_name,
-            codec=ctx.name,
-            num_frames=0,
-            fps=float(rate) if rate else 0.0,
-            width=ctx.width,
-            height=ctx.height,
-            has_audio=bool(self._container.streams.audio),
-        )
-
-    @property
-    def info(self) -> VideoInfo:
-        return self._info
-
-    def get_frames(self, indices):
-        raise NotImplementedError(f"{self.path}: a live source cannot seek; read it with stream()")
-
-    def clip(self, *args, **kwargs):
-        raise NotImplementedError(f"{self.path}: a live source has no frame count to centre a clip in; use stream()")
-
-    def _decode(self, indices):  # pragma: no cover - get_frames is overridden
-        raise NotImplementedError
-
-    def _decode_sequential(self, start: int, step: int = 1) -> Iterator[tuple[int, float, torch.Tensor]]:
-        if start < self._next:
-            raise FrameIndexError(self.path, f"a live source cannot go back to frame {start} (next is {self._next})")
-        av = self._av
-        try:
-            for frame in self._frames:
-                i = self._next
-                self._next += 1
-                t = float(frame.time) if frame.time is not None else (i / self._info.fps if self._info.fps else 0.0)
-                if self._t0 is None:
-                    self._t0 = t  # timestamps count from the first frame's, as on the file backends
-                if i < start or (i - start) % step:
-                    continue
-                rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-                yield i, t - self._t0, torch.from_numpy(_rotate(rgb, int(getattr(frame, "rotation", 0) or 0) % 360))
-        except av.error.FFmpegError as e:
-            raise CorruptVideoError(self.path, f"live decoding failed after frame {self._next - 1} ({e})") from e
-
-    def close(self) -> None:
-        if getattr(self, "_container", None) is not None:
             self._container.close()
             self._container = None
