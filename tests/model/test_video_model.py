@@ -166,3 +166,88 @@ def test_efficientnet_with_an_input_projection():
         out = model(clip)
         assert out.shape == (2, 2, 9)
         assert_close(model.stream(clip), out, torch.float32)
+
+
+def _lite0_config(**changes):
+    from coldstream.model import ModelConfig
+
+    base = dict(encoder="efficientnet_lite0_s16", frame_size=32, core="gmmix", core_dim=16, core_layers=1,
+                readout_options={"num_classes": 3})  # fmt: skip
+    return ModelConfig(**{**base, **changes})
+
+
+def test_pooled_tokens_and_position_embedding_stream_as_the_clip():
+    torch.manual_seed(0)
+    model = VideoModel.from_config(_lite0_config(frame_size=64, token_grid=2)).eval()  # 4x4 patches -> 2x2 + pooled
+    assert model.num_tokens() == 5 and model.pos_embed.shape == (5, 112)
+    clip = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.encode(clip)
+        assert model.tokens(feats).shape == (2, 3, 5, 112)
+        grid = model.enrichment(feats[:, 0].transpose(0, 1))[:, 1:].reshape(2, 4, 4, 112)
+        pooled = grid.unflatten(1, (2, 2)).unflatten(3, (2, 2)).mean((2, 4)).flatten(1, 2)  # 2x2 blocks averaged
+        assert_close(model.tokens(feats)[:, 0, 1:] - model.pos_embed[1:], pooled, torch.float32)
+        assert_close(model.stream(clip), model(clip), torch.float32)
+    unpooled = VideoModel.from_config(_lite0_config(frame_size=64))  # 4x4 patches + pooled: 17 position embeddings
+    with pytest.raises(ValueError, match="17 tokens but these frames give 5: frames must be 64x64"):
+        unpooled.step(torch.randn(1, 3, 32, 32), unpooled.init_state(1))
+
+
+def test_a_trained_model_rebuilds_from_its_checkpoint_with_one_call(tmp_path):
+    torch.manual_seed(0)
+    model = VideoModel.from_config(_lite0_config(core="rvmrnn", core_options={"num_heads": 2}))
+    model.meta["class_names"] = ["a", "b", "c"]
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data.normal_()  # as after training
+    model.save(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert not any(k.startswith("encoder.") for k in blob["model"])  # the frozen encoder is not stored
+    again = VideoModel.from_checkpoint(tmp_path / "m.pt")
+    assert again.config == model.config and again.meta == {"class_names": ["a", "b", "c"]}
+    clip = torch.randn(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(clip), model.eval()(clip))
+    assert again.load_checkpoint(tmp_path / "m.pt") == {"class_names": ["a", "b", "c"]}
+
+
+def test_another_models_checkpoint_is_refused_with_what_differs(tmp_path):
+    from coldstream.errors import CheckpointError
+
+    model = VideoModel.from_config(_lite0_config())
+    model.save(tmp_path / "m.pt")
+    other = VideoModel.from_config(_lite0_config(core_dim=32))
+    with pytest.raises(CheckpointError, match="another model .*core_dim: checkpoint 16, this model 32"):
+        other.load_checkpoint(tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    blob["encoder"]["weights_id"] = "efficientnet_lite0_s16:0000"
+    torch.save(blob, tmp_path / "other-weights.pt")
+    with pytest.raises(CheckpointError, match="trained on features of efficientnet_lite0_s16:0000.*encoder_weights"):
+        VideoModel.from_checkpoint(tmp_path / "other-weights.pt")
+    torch.save({"state_dict": {"model.readout.classifier.weight": torch.zeros(1)}}, tmp_path / "lightning.ckpt")
+    with pytest.raises(CheckpointError, match="reference .*load_reference_checkpoint"):
+        VideoModel.from_checkpoint(tmp_path / "lightning.ckpt")
+    torch.save({"format": "coldstream-train-1"}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="older coldstream"):
+        VideoModel.from_checkpoint(tmp_path / "old.pt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        VideoModel.from_checkpoint(tmp_path / "gone.pt")
+
+
+def test_stream_runner_equals_the_models_own_stream():
+    from coldstream.model.streaming import StreamRunner
+
+    torch.manual_seed(0)
+    model = VideoModel.from_config(_lite0_config()).eval()
+    clip = torch.randn(2, 4, 3, 32, 32)
+    runner = StreamRunner(model, batch=2)
+    assert not runner.cuda_graph
+    with torch.no_grad():
+        want = model.stream(clip)
+    got = torch.stack([runner(clip[:, t]) for t in range(4)], 1)
+    assert_close(got, want, torch.float32)
+    runner.reset(torch.tensor([True, False]))
+    first = runner(clip[:, 0])
+    assert_close(first[0], want[0, 0], torch.float32)  # stream 0 restarted
+    with pytest.raises(ValueError, match=r"expected frames \(2, 3, 32, 32\)"):
+        runner(clip[:1, 0])

@@ -73,6 +73,16 @@ def test_param_groups_decay_matrices_only():
     assert groups["readout_decay"]["lr"] == 5e-3 and groups["decay"]["lr"] == 1e-3
 
 
+def test_mamba_a_log_and_d_are_not_weight_decayed():
+    from coldstream.model import build_core
+
+    core = build_core("gmmix", 16, num_layers=1)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in param_groups(core, lr=1e-3)}
+    mamba = core.mamba_blocks[0].mamba
+    assert id(mamba.A_log) in groups["no_decay"] and id(mamba.D) in groups["no_decay"]  # mamba-ssm's convention
+    assert id(mamba.in_proj.weight) in groups["decay"] and id(mamba.x_proj.weight) in groups["decay"]
+
+
 def test_cosine_with_warmup_shape():
     lrs = [cosine_with_warmup(s, 100, 10) for s in range(100)]
     assert lrs[0] < lrs[5] < lrs[9] <= 1.0 and max(lrs) == pytest.approx(1.0, abs=1e-3)
