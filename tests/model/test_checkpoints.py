@@ -1,4 +1,4 @@
-"""Reference task checkpoints: the SPEC §3.9 / §5 key layout, Lightning .ckpt round trip, clear errors."""
+"""Reference task checkpoints: the key layout of docs/model.md §6, Lightning .ckpt round trip, clear errors."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ SMALL = {
     "scannet": dict(width=32, num_heads=4, image_size=16, patch=8),
     "nuscenes": dict(width=32, hidden=16),
 }
-# SPEC §5 key lists (after the "model." prefix), written out
+# docs/model.md §6 key lists (after the "model." prefix), written out
 READOUT_PREFIXES = {
     "ssv2": [
         "readout.input_norm.",

@@ -211,7 +211,7 @@ REFERENCE_KEYS = {
 def test_reference_layout_loads_strictly(kind):
     core = make(kind)
     sd = core.state_dict()
-    assert sorted(sd) == sorted(REFERENCE_KEYS[kind])  # SPEC §3.9, written out independently of the modules
+    assert sorted(sd) == sorted(REFERENCE_KEYS[kind])  # docs/model.md §6, written out independently of the modules
     assert guess_core_kind(sd) == kind
     if kind in ("mamba", "gmmix"):
         e = 2 * D
@@ -272,7 +272,7 @@ def test_multihead_attention_matches_torch_layout():
 
 
 def _mamba_oracle(m: Mamba, u: torch.Tensor) -> torch.Tensor:
-    """SPEC §3.2 steps 1–9 written out as a plain loop over time (independent of coldstream.kernels)."""
+    """docs/model.md §2.2's equations written out as a plain loop over time (independent of coldstream.kernels)."""
     s, t, _ = u.shape
     xz = m.in_proj(u)
     xi, zeta = xz.chunk(2, dim=-1)
@@ -315,9 +315,9 @@ def test_defaults_follow_the_spec():
 
 
 def test_parameter_counts_match_the_paper():
-    """SPEC §3.8: DINOv3-L (303.15 M) + enrichment (16.80 M) + M / MMix / GMMix = 346.6 / 397.0 / 405.4 M."""
-    backbone = 303_154_176  # DINOv3 ViT-L/16, SPEC §2.1 (checked against the encoder in test_video_model)
-    enrichment = 4 * (2 * 1024 + 4 * 1024 * 1024 + 3 * 1024)  # SPEC §2.4: 4 · (2D + 4D² + 3D)
+    """The paper's counts: DINOv3-L (303.15 M) + enrichment (16.80 M) + M / MMix / GMMix = 346.6 / 397.0 / 405.4 M."""
+    backbone = 303_154_176  # DINOv3 ViT-L/16 (checked against the encoder in test_video_model)
+    enrichment = 4 * (2 * 1024 + 4 * 1024 * 1024 + 3 * 1024)  # docs/model.md §1.3: 4 · (2D + 4D² + 3D)
     expected = {"mamba": 346.6, "mambamix": 397.0, "gmmix": 405.4, "rvmrnn": 391.3}
     with torch.device("meta"):
         for kind, total in expected.items():
@@ -362,7 +362,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def _rvmrnn_oracle(core, x):
-    """SPEC §3.1 written out with torch.nn.MultiheadAttention holding the core's weights."""
+    """docs/model.md §2.1 written out with torch.nn.MultiheadAttention holding the core's weights."""
     heads = core.transformer.layers[0].ca_attn.num_heads
 
     def mha(ours):

@@ -122,7 +122,8 @@ def test_encoder_stays_frozen_and_gradients_reach_the_trainable_parts(encoder):
 
 
 def test_paper_parameter_counts_with_the_real_encoder():
-    """SPEC §3.8, architecture only: DINOv3-L + M / MMix / GMMix = 346.6 / 397.0 / 405.4 M (readout excluded)."""
+    """The paper's counts (docs/model.md §7), architecture only: DINOv3-L + M / MMix / GMMix = 346.6 / 397.0 /
+    405.4 M (readout excluded)."""
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         enc = build_encoder("dinov3_vitl16")
