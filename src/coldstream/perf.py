@@ -1,6 +1,6 @@
 """Measuring speed honestly: the physical limits of known devices, synchronised timing, and roofline percentages.
 
-Used by the ``bench/`` suites and ``coldstream bench``; importable by users who benchmark their own models.
+Used by the ``bench/`` suites and ``bench/run.py``; importable by users who benchmark their own models.
 """
 
 from __future__ import annotations
