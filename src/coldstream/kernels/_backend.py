@@ -12,6 +12,8 @@ from typing import Literal
 
 import torch
 
+from ..errors import BackendError, InputError
+
 Backend = Literal["auto", "triton", "reference"]
 BACKENDS = ("triton", "reference")
 
@@ -61,13 +63,13 @@ def resolve_backend(op: str, backend: str, tensors: list[torch.Tensor | None]) -
     """Return ``"triton"`` or ``"reference"`` for ``op`` on these tensors, or raise ``RuntimeError`` saying why not."""
     present = [t for t in tensors if t is not None]
     if backend not in ("auto", *BACKENDS):
-        raise ValueError(f"{op}: backend must be one of 'auto', 'triton', 'reference' (got {backend!r})")
+        raise InputError(f"{op}: backend must be one of 'auto', 'triton', 'reference' (got {backend!r})")
     if backend == "reference":
         return "reference"
     reason = _triton_reason(present)
     if backend == "triton":
         if reason is not None:
-            raise RuntimeError(
+            raise BackendError(
                 f"{op}: backend='triton' cannot run these inputs: triton: {reason}; "
                 "reference: available (pass backend='reference' or 'auto' to use it)"
             )

@@ -6,16 +6,18 @@ from typing import NamedTuple
 
 import torch
 
+from ..errors import InputError
+
 
 def expect(name: str, t: torch.Tensor | None, shape: tuple[int, ...], desc: str) -> None:
     """Raise ``ValueError`` unless ``t`` is ``None`` or has exactly ``shape`` (described as ``desc``)."""
     if t is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {desc} = {list(shape)}, got {list(t.shape)}")
+        raise InputError(f"{name} must have shape {desc} = {list(shape)}, got {list(t.shape)}")
 
 
 def expect_float(name: str, t: torch.Tensor | None) -> None:
     if t is not None and t.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
-        raise ValueError(f"{name} must be float32, bfloat16, float16 (or float64 on the reference), got {t.dtype}")
+        raise InputError(f"{name} must be float32, bfloat16, float16 (or float64 on the reference), got {t.dtype}")
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -26,22 +28,22 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def check_varlen(batch: int, T: int, resets: torch.Tensor | None, cu_seqlens: torch.Tensor | None) -> int:
     """Validate ``resets [B, T]`` / ``cu_seqlens [S + 1]``; return the number of sequences carrying a state."""
     if resets is not None and cu_seqlens is not None:
-        raise ValueError("pass either resets or cu_seqlens, not both")
+        raise InputError("pass either resets or cu_seqlens, not both")
     if resets is not None:
         expect("resets", resets, (batch, T), "[B, T]")
         if resets.dtype != torch.bool:  # ~ on an integer mask is not a logical not: the reference would be wrong
-            raise ValueError(
+            raise InputError(
                 f"resets must be a bool mask [B, T] (True where a sequence starts), got {resets.dtype}; "
                 "pass resets.bool() or resets != 0"
             )
     if cu_seqlens is None:
         return batch
     if batch != 1:
-        raise ValueError(f"cu_seqlens packs variable-length sequences along time and needs batch 1, got batch {batch}")
+        raise InputError(f"cu_seqlens packs variable-length sequences along time and needs batch 1, got batch {batch}")
     if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
-        raise ValueError(f"cu_seqlens must have shape [S + 1] with S >= 1, got {list(cu_seqlens.shape)}")
+        raise InputError(f"cu_seqlens must have shape [S + 1] with S >= 1, got {list(cu_seqlens.shape)}")
     if cu_seqlens.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
+        raise InputError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
     return cu_seqlens.numel() - 1  # what it holds: check_cu_seqlens
 
 
@@ -59,13 +61,13 @@ def check_cu_seqlens(
         return max_seqlen
     cu = cu_seqlens.tolist()
     if cu[0] != 0 or cu[-1] != T:
-        raise ValueError(f"cu_seqlens must start at 0 and end at T = {T} (the packed length), got {cu[0]} ... {cu[-1]}")
+        raise InputError(f"cu_seqlens must start at 0 and end at T = {T} (the packed length), got {cu[0]} ... {cu[-1]}")
     lengths = [b - a for a, b in zip(cu, cu[1:], strict=False)]
     if min(lengths) < 0:
-        raise ValueError(f"cu_seqlens must be non-decreasing, got {cu}")
+        raise InputError(f"cu_seqlens must be non-decreasing, got {cu}")
     longest = max(lengths)
     if max_seqlen is not None and longest > max_seqlen:
-        raise ValueError(f"max_seqlen = {max_seqlen} is shorter than the longest packed sequence ({longest})")
+        raise InputError(f"max_seqlen = {max_seqlen} is shorter than the longest packed sequence ({longest})")
     return longest if max_seqlen is None else max_seqlen
 
 

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 
+from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import causal_conv1d_ref, causal_conv1d_update_ref
@@ -21,7 +22,7 @@ class CausalConv1dOutput(NamedTuple):
 
 def _check_activation(activation: str | None) -> None:
     if activation not in (None, "silu", "swish"):
-        raise ValueError(f"activation must be None or 'silu', got {activation!r}")
+        raise InputError(f"activation must be None or 'silu', got {activation!r}")
 
 
 def causal_conv1d(
@@ -44,10 +45,10 @@ def causal_conv1d(
     """
     _check_activation(activation)
     if x.dim() != 3:
-        raise ValueError(f"x must have shape [B, D, T], got {list(x.shape)}")
+        raise InputError(f"x must have shape [B, D, T], got {list(x.shape)}")
     batch, dim, T = x.shape
     if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
-        raise ValueError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+        raise InputError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
     width = weight.shape[1]
     expect("bias", bias, (dim,), "[D]")
     expect_float("x", x)
@@ -83,12 +84,12 @@ def causal_conv1d_update(
     """
     _check_activation(activation)
     if x.dim() not in (2, 3):
-        raise ValueError(f"x must have shape [B, D] or [B, D, L], got {list(x.shape)}")
+        raise InputError(f"x must have shape [B, D] or [B, D, L], got {list(x.shape)}")
     batch, dim = x.shape[:2]
     if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
-        raise ValueError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+        raise InputError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
     if conv_state.dim() != 3 or conv_state.shape[:2] != (batch, dim) or conv_state.shape[2] < weight.shape[1] - 1:
-        raise ValueError(
+        raise InputError(
             f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got {list(conv_state.shape)}"
         )
     expect("bias", bias, (dim,), "[D]")
@@ -97,7 +98,7 @@ def causal_conv1d_update(
     if be == "reference":
         return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
     if conv_state.shape[2] == 0:
-        raise ValueError(
+        raise InputError(
             "causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
             "conv carries no state: use backend='reference')"
         )

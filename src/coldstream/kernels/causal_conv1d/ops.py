@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.library import triton_op, wrap_triton
 
+from ...errors import InputError
 from .._checks import resets_from_cu_seqlens
 from .naive import causal_conv1d_bwd_ref, causal_conv1d_ref, causal_conv1d_update_ref, segment_lo
 
@@ -182,7 +183,7 @@ def causal_conv1d_apply(backend, x, weight, bias, initial_state, activation, res
     T = x.shape[-1]
     if cu_seqlens is not None:
         if initial_state is not None:
-            raise ValueError(
+            raise InputError(
                 "causal_conv1d: initial_state with cu_seqlens is not supported; pass one row per "
                 "sequence with a [B, D, W - 1] initial_state instead"
             )
@@ -242,7 +243,7 @@ def causal_conv1d_update_op(
 
 def causal_conv1d_update_triton(x, conv_state, weight, bias, activation) -> torch.Tensor:
     if not conv_state.is_contiguous():
-        raise ValueError("causal_conv1d_update: conv_state must be contiguous (it is updated in place)")
+        raise InputError("causal_conv1d_update: conv_state must be contiguous (it is updated in place)")
     x3 = x[..., None] if x.dim() == 2 else x
     out = torch.ops.coldstream.causal_conv1d_update(
         x3.contiguous(),

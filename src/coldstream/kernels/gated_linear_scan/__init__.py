@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 
+from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import gated_linear_scan_ref
@@ -42,7 +43,7 @@ def gated_linear_scan(
     Triton backend and never falls back to the reference: with ``backend="auto"`` it runs Triton or raises why not.
     """
     if x.dim() != 3:
-        raise ValueError(f"x must have shape [B, T, D], got {list(x.shape)}")
+        raise InputError(f"x must have shape [B, T, D], got {list(x.shape)}")
     batch, T, dim = x.shape
     expect("a", a, (batch, T, dim), "[B, T, D]")
     expect_float("x", x)
@@ -53,7 +54,7 @@ def gated_linear_scan(
     expect("initial_state", initial_state, (n_seq, dim), "[S, D]")
     kernels = resolve_impl(impl)
     if impl != "auto" and backend == "reference":
-        raise ValueError(
+        raise InputError(
             f"gated_linear_scan: impl={impl!r} selects Triton kernels but backend='reference' runs the "
             "PyTorch reference; pass impl='auto' with the reference backend"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch.library import triton_op, wrap_triton
 
+from ...errors import InputError
 from .naive import gated_linear_scan_bwd_ref, gated_linear_scan_ref
 
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
@@ -63,7 +64,7 @@ def _block(dim, impl: str) -> int:
 
 def _check_impl(impl: str, also: str = "") -> None:
     if impl not in IMPLS:
-        raise ValueError(f"gated_linear_scan: impl must be one of {also}{', '.join(map(repr, IMPLS))} (got {impl!r})")
+        raise InputError(f"gated_linear_scan: impl must be one of {also}{', '.join(map(repr, IMPLS))} (got {impl!r})")
 
 
 @triton_op("coldstream::gated_linear_scan_fwd", mutates_args=())

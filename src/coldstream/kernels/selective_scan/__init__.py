@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 
+from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import selective_scan_ref, selective_state_update_ref
@@ -21,10 +22,10 @@ class SelectiveScanOutput(NamedTuple):
 
 def _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens) -> None:
     if u.dim() != 3:
-        raise ValueError(f"u must have shape [B, D, T], got {list(u.shape)}")
+        raise InputError(f"u must have shape [B, D, T], got {list(u.shape)}")
     batch, dim, T = u.shape
     if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"A must have shape [D, N] = [{dim}, N], got {list(A.shape)}")
+        raise InputError(f"A must have shape [D, N] = [{dim}, N], got {list(A.shape)}")
     n_state = A.shape[1]
     expect("delta", delta, (batch, dim, T), "[B, D, T]")
     expect("z", z, (batch, dim, T), "[B, D, T]")
@@ -35,10 +36,10 @@ def _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_s
             expect(name, X, (batch, n_state, T), "[B, N, T]")
         elif X.dim() == 4:
             if dim % X.shape[1] != 0:
-                raise ValueError(f"{name}: groups ({X.shape[1]}) must divide D ({dim})")
+                raise InputError(f"{name}: groups ({X.shape[1]}) must divide D ({dim})")
             expect(name, X, (batch, X.shape[1], n_state, T), "[B, G, N, T]")
         else:
-            raise ValueError(f"{name} must have shape [B, N, T] or [B, G, N, T], got {list(X.shape)}")
+            raise InputError(f"{name} must have shape [B, N, T] or [B, G, N, T], got {list(X.shape)}")
     for name, t in (("u", u), ("delta", delta), ("z", z), ("B", B), ("C", C)):
         expect_float(name, t)
     n_seq = check_varlen(batch, T, resets, cu_seqlens)
@@ -105,7 +106,7 @@ def selective_state_update(
     configuration and allocates only the output, so it can be captured in a CUDA graph.
     """
     if state.dim() != 3:
-        raise ValueError(f"state must have shape [B, D, N], got {list(state.shape)}")
+        raise InputError(f"state must have shape [B, D, N], got {list(state.shape)}")
     batch, dim, n_state = state.shape
     expect("x", x, (batch, dim), "[B, D]")
     expect("dt", dt, (batch, dim), "[B, D]")
@@ -119,7 +120,7 @@ def selective_state_update(
         elif X.dim() == 3 and dim % X.shape[1] == 0:
             expect(name, X, (batch, X.shape[1], n_state), "[B, G, N]")
         else:
-            raise ValueError(f"{name} must have shape [B, N] or [B, G, N] with G dividing D, got {list(X.shape)}")
+            raise InputError(f"{name} must have shape [B, N] or [B, G, N] with G dividing D, got {list(X.shape)}")
     be = resolve_backend("selective_state_update", backend, [state, x, dt, A, B, C, D, z, dt_bias])
     if be == "reference":
         return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

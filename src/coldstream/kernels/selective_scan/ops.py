@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch.library import triton_op, wrap_triton
 
+from ...errors import BackendError, InputError
 from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
 
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
@@ -312,7 +313,7 @@ def selective_scan_apply(
     if backend == "triton":
         reason = triton_unsupported(A, u.shape[1], B4.shape[1])
         if reason is not None:
-            raise RuntimeError(
+            raise BackendError(
                 f"selective_scan: backend='triton' cannot run these inputs: {reason}; "
                 "reference: available (backend='reference')"
             )
@@ -400,12 +401,12 @@ def selective_state_update_op(
 
 def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
     if not state.is_contiguous():
-        raise ValueError("selective_state_update: state must be contiguous (it is updated in place)")
+        raise InputError("selective_state_update: state must be contiguous (it is updated in place)")
     B3 = B.unsqueeze(1) if B.dim() == 2 else B
     C3 = C.unsqueeze(1) if C.dim() == 2 else C
     reason = triton_unsupported(A, x.shape[1], 1)
     if reason is not None:
-        raise RuntimeError(f"selective_state_update: backend='triton' cannot run these inputs: {reason}")
+        raise BackendError(f"selective_state_update: backend='triton' cannot run these inputs: {reason}")
 
     def c(t):
         return None if t is None else t.contiguous()
