@@ -1,4 +1,4 @@
-"""Depthwise causal conv1d (width <= 4) with state carry, and its single streaming step."""
+"""Depthwise causal conv1d (width <= 8) with state carry, and its single streaming step."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import causal_conv1d_ref, causal_conv1d_update_ref
-from .ops import causal_conv1d_apply, causal_conv1d_update_triton
+from .ops import MAX_WIDTH, causal_conv1d_apply, causal_conv1d_update_triton
 
 
 class CausalConv1dOutput(NamedTuple):
@@ -23,6 +23,13 @@ class CausalConv1dOutput(NamedTuple):
 def _check_activation(activation: str | None) -> None:
     if activation not in (None, "silu", "swish"):
         raise InputError(f"activation must be None or 'silu', got {activation!r}")
+
+
+def _check_weight(weight: torch.Tensor, dim: int) -> None:
+    if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= MAX_WIDTH:
+        raise InputError(
+            f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= {MAX_WIDTH}, got {list(weight.shape)}"
+        )
 
 
 def causal_conv1d(
@@ -39,7 +46,7 @@ def causal_conv1d(
 ) -> torch.Tensor | CausalConv1dOutput:
     """Depthwise causal conv over time: ``out[b, d, t] = act(bias[d] + sum_k weight[d, k] x[b, d, t - W + 1 + k])``.
 
-    Shapes: x ``[B, D, T]``; weight ``[D, W]`` with W <= 4; bias ``[D]``; initial_state ``[S, D, W - 1]`` (the
+    Shapes: x ``[B, D, T]``; weight ``[D, W]`` with W <= 8; bias ``[D]``; initial_state ``[S, D, W - 1]`` (the
     inputs before t = 0); ``resets [B, T]`` bool (no window reaches before a reset); ``cu_seqlens [S + 1]``
     (batch-1 packed sequences). Returns ``out`` in x's dtype, or ``CausalConv1dOutput(out, final_state)``.
     """
@@ -47,8 +54,7 @@ def causal_conv1d(
     if x.dim() != 3:
         raise InputError(f"x must have shape [B, D, T], got {list(x.shape)}")
     batch, dim, T = x.shape
-    if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
-        raise InputError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+    _check_weight(weight, dim)
     width = weight.shape[1]
     expect("bias", bias, (dim,), "[D]")
     expect_float("x", x)
@@ -86,8 +92,7 @@ def causal_conv1d_update(
     if x.dim() not in (2, 3):
         raise InputError(f"x must have shape [B, D] or [B, D, L], got {list(x.shape)}")
     batch, dim = x.shape[:2]
-    if weight.dim() != 2 or weight.shape[0] != dim or not 1 <= weight.shape[1] <= 4:
-        raise InputError(f"weight must have shape [D, W] = [{dim}, W] with 1 <= W <= 4, got {list(weight.shape)}")
+    _check_weight(weight, dim)
     if conv_state.dim() != 3 or conv_state.shape[:2] != (batch, dim) or conv_state.shape[2] < weight.shape[1] - 1:
         raise InputError(
             f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got {list(conv_state.shape)}"

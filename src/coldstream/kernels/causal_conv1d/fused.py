@@ -1,10 +1,11 @@
-"""Triton forward and backward of the depthwise causal conv1d (width W <= 4).
+"""Triton forward and backward of the depthwise causal conv1d (width W <= 8).
 
 The input is read as ``xx = [initial_state | x]`` through two pointers (``[B, D, W - 1]`` and ``[B, D, T]``), so
 padded position p < W - 1 comes from the state and p >= W - 1 from x. ``lo [B, T]`` (int32) is the first padded
 position output t may read (a reset at r gives lo = r + W - 1), so windows never cross a sequence boundary.
-Program (row, channel block, time block) for the forward; the backward loops over rows to accumulate the weight
-and bias gradients in registers before one atomic add per program.
+Program (row, channel block, time block) for the forward; the backward loops over a group of rows to accumulate
+the weight and bias gradients in registers and stores them once per program as partials ``[groups, D, W]`` that
+the caller sums in a fixed order: no float atomics, so gradients are bitwise identical run to run.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def causal_conv1d_bwd_kernel(
     ROWS,
     ROWS_PER_PROGRAM,
     W: tl.constexpr,
+    W_P: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_T: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -111,8 +113,8 @@ def causal_conv1d_bwd_kernel(
     pid_d = tl.program_id(1)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
-    offs_w = tl.arange(0, 4)
-    dw_acc = tl.zeros([BLOCK_D, 4], dtype=tl.float32)
+    offs_w = tl.arange(0, W_P)
+    dw_acc = tl.zeros([BLOCK_D, W_P], dtype=tl.float32)
     db_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -180,11 +182,12 @@ def causal_conv1d_bwd_kernel(
                         dxx.to(dinit_ptr.dtype.element_ty),
                         mask=mask_d[:, None] & in_s[None, :],
                     )
-    tl.atomic_add(
-        dw_ptr + offs_d[:, None] * W + offs_w[None, :],
+    # this program's partial sums: [groups, D, W] and [groups, D], summed by the caller in a fixed order
+    part = pid_r.to(tl.int64) * DIM
+    tl.store(
+        dw_ptr + (part + offs_d)[:, None] * W + offs_w[None, :],
         dw_acc,
         mask=mask_d[:, None] & (offs_w < W)[None, :],
-        sem="relaxed",
     )
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, db_acc, mask=mask_d, sem="relaxed")
+        tl.store(dbias_ptr + part + offs_d, db_acc, mask=mask_d)

@@ -1,4 +1,4 @@
-"""fp32 PyTorch references for the depthwise causal conv1d (width <= 4) and its single streaming step."""
+"""fp32 PyTorch references for the depthwise causal conv1d (width <= 8) and its single streaming step."""
 
 from __future__ import annotations
 

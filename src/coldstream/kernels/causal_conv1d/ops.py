@@ -18,12 +18,13 @@ except ImportError:  # pragma: no cover - depends on the environment
     triton = None
 
 
+MAX_WIDTH = 8  # widths 1..8 (Dao's causal-conv1d stops at 4)
 BLOCK_D = 16  # forward tile [BLOCK_D, BLOCK_T]: ~115 registers on sm_90, no spills
 BLOCK_T = 64
 BWD_BLOCK_D = 16  # the backward recomputes W x W shifted loads per tile: a smaller tile avoids spills
 BWD_BLOCK_T = 16
 NUM_WARPS = 4
-MAX_ROWS = 32  # backward: rows per program (dweight, dbias summed in registers across them)
+MAX_ROWS = 32  # backward: rows per program (dweight, dbias summed in registers across them, stored once)
 PROGRAMS_PER_ROW_GROUP = 4096
 STEP_BLOCK_D = 64
 
@@ -115,12 +116,14 @@ def causal_conv1d_bwd(
     lo = segment_lo(resets, batch, T, width, x.device) if resets is not None else None
     dx = torch.empty_like(x)
     dinit = torch.empty_like(initial_state) if initial_state is not None else x.new_empty(0)
-    dw = torch.zeros(dim, width, dtype=torch.float32, device=x.device)
-    db = torch.zeros(dim, dtype=torch.float32, device=x.device) if bias is not None else x.new_empty(0)
     bd, bt = _blocks(dim, T + width - 1, BWD_BLOCK_D, BWD_BLOCK_T)
     n_dblocks = triton.cdiv(dim, bd)
     rows = max(1, min(MAX_ROWS, int(batch * n_dblocks) // PROGRAMS_PER_ROW_GROUP))
-    grid = (triton.cdiv(batch, rows), n_dblocks)
+    groups = triton.cdiv(batch, rows)
+    # per-program partials (every entry written), summed below in a fixed order: deterministic, no atomics
+    dw_part = torch.empty(groups, dim, width, dtype=torch.float32, device=x.device)
+    db_part = torch.empty(groups, dim, dtype=torch.float32, device=x.device) if bias is not None else x.new_empty(0)
+    grid = (groups, n_dblocks)
     wrap_triton(causal_conv1d_bwd_kernel)[grid](
         x,
         weight,
@@ -131,13 +134,14 @@ def causal_conv1d_bwd(
         dfinal,
         dx,
         dinit,
-        dw,
-        db,
+        dw_part,
+        db_part,
         T,
         dim,
         batch,
         rows,
         W=width,
+        W_P=triton.next_power_of_2(width),
         BLOCK_D=bd,
         BLOCK_T=bt,
         HAS_BIAS=bias is not None,
@@ -147,7 +151,9 @@ def causal_conv1d_bwd(
         HAS_DFINAL=dfinal is not None and width > 1,
         num_warps=NUM_WARPS,
     )
-    return dx, dw.to(weight.dtype), db.to(bias.dtype) if bias is not None else db, dinit
+    dw = dw_part.sum(0).to(weight.dtype)
+    db = db_part.sum(0).to(bias.dtype) if bias is not None else db_part
+    return dx, dw, db, dinit
 
 
 def _setup_context(ctx, inputs, output):
