@@ -146,9 +146,29 @@ def test_impl_choice_is_checked_and_never_falls_back():
     assert ops.resolve_impl("auto") == "fused_recurrent"  # until a GPU run measures both (README)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_final_state_is_stored_only_when_asked(impl):
+    x = make_inputs(batch=2, T=5, dim=7)
+    args = (*x, None, None, False, "triton", impl)
+    out, final = torch.ops.coldstream.gated_linear_scan_fwd(*args, False)
+    assert final.numel() == 0
+    ref_out, ref_final = torch.ops.coldstream.gated_linear_scan_fwd(*args, True)
+    torch.testing.assert_close(out, ref_out, atol=0, rtol=0)
+    assert ref_final.shape == (2, 7)
+    result = gated_linear_scan(*x, backend="triton", impl=impl)
+    assert result.final_state is None
+    # without the final state, the gradients are those of the output alone
+    outs, grads = forward_backward(lambda *t: gated_linear_scan(*t, backend="triton", impl=impl)[:1], leaves(x))
+    ref_outs, ref_grads = forward_backward(lambda *t: gated_linear_scan_ref(*t)[:1], leaves(x))
+    assert_all_close(grads, ref_grads, torch.float32, "bwd", ["x", "a", "initial_state"])
+
+
 def test_opcheck_compile_gradcheck_reference():
     x = leaves(make_inputs(batch=2, T=3, dim=4))
     torch.library.opcheck(torch.ops.coldstream.gated_linear_scan_fwd.default, (*x, None, None, False, "reference"))
+    torch.library.opcheck(
+        torch.ops.coldstream.gated_linear_scan_fwd.default, (*x, None, None, False, "reference", "auto", False)
+    )
     torch.library.opcheck(
         torch.ops.coldstream.gated_linear_scan_fwd.default, (*x, None, None, False, "reference", "chunk")
     )

@@ -60,7 +60,9 @@ def gated_linear_scan(
         )
     be = resolve_backend("gated_linear_scan", "triton" if impl != "auto" else backend, [x, a, initial_state])
 
-    out, final = gated_linear_scan_apply(be, x, a, initial_state, resets, cu_seqlens, log_gates, kernels)
+    out, final = gated_linear_scan_apply(
+        be, x, a, initial_state, resets, cu_seqlens, log_gates, kernels, store_final=output_final_state
+    )
     return ScanOutput(out, final if output_final_state else None)
 
 

@@ -57,6 +57,7 @@ def gated_linear_scan_chunk_fwd_kernel(
     HAS_H0: tl.constexpr,
     HAS_RESETS: tl.constexpr,
     VARLEN: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
 ):
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -77,7 +78,8 @@ def gated_linear_scan_chunk_fwd_kernel(
         _, h_tile = tl.associative_scan((a, x), axis=0, combine_fn=_first_order_combine)
         tl.store(out_ptr + offs, h_tile.to(out_ptr.dtype.element_ty), mask=mask)
         h = tl.sum(tl.where(offs_t[:, None] == CHUNK_T - 1, h_tile, 0.0), axis=0)  # last row (identity padding)
-    tl.store(hT_ptr + pid_s * DIM + offs_d, h, mask=mask_d)
+    if STORE_FINAL:
+        tl.store(hT_ptr + pid_s * DIM + offs_d, h, mask=mask_d)
 
 
 @triton.jit

@@ -30,6 +30,7 @@ def gated_linear_scan_fwd_kernel(
     HAS_H0: tl.constexpr,
     HAS_RESETS: tl.constexpr,
     VARLEN: tl.constexpr,
+    STORE_FINAL: tl.constexpr,
 ):
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
@@ -47,7 +48,8 @@ def gated_linear_scan_fwd_kernel(
             a = tl.where(tl.load(resets_ptr + t) != 0, 0.0, a)
         h = a * h + x
         tl.store(out_ptr + off, h.to(out_ptr.dtype.element_ty), mask=mask_d)
-    tl.store(hT_ptr + pid_s * DIM + offs_d, h, mask=mask_d)
+    if STORE_FINAL:
+        tl.store(hT_ptr + pid_s * DIM + offs_d, h, mask=mask_d)
 
 
 @triton.jit

@@ -77,20 +77,24 @@ def gated_linear_scan_fwd(
     log_gates: bool,
     backend: str,
     impl: str = DEFAULT_IMPL,
+    store_final: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(h [B, T, D] in x.dtype, h_T [S, D] fp32)``; ``impl`` picks the Triton kernels (unused by the reference)."""
+    """``(h [B, T, D] in x.dtype, h_T [S, D] fp32)``; ``impl`` picks the Triton kernels (unused by the reference).
+    Without ``store_final`` the Triton kernels skip the final state's store and ``h_T`` is an empty tensor."""
     if backend != "triton":
-        return gated_linear_scan_ref(x, a, initial_state, resets, cu_seqlens, log_gates)
+        out, final = gated_linear_scan_ref(x, a, initial_state, resets, cu_seqlens, log_gates)
+        return out, final if store_final else final.new_empty(0)
     _check_impl(impl)
     batch, T, dim = x.shape
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
     out = torch.empty_like(x)
-    final = x.new_empty((n_seq, dim), dtype=torch.float32)
+    final = x.new_empty((n_seq, dim) if store_final else (0,), dtype=torch.float32)
     flags = dict(
         LOG_GATES=log_gates,
         HAS_H0=initial_state is not None,
         HAS_RESETS=resets is not None,
         VARLEN=cu_seqlens is not None,
+        STORE_FINAL=store_final,
     )
     args = (x, a, initial_state, resets, cu_seqlens, out, final, T, dim)
     if impl == "chunk":
@@ -174,6 +178,8 @@ def _backward(ctx, dout, dfinal):
     x, a, out, initial_state, resets, cu_seqlens = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(x)
+    if dfinal is not None and dfinal.numel() == 0:  # the final state was not stored: nothing flows back into it
+        dfinal = None
     dx, da, dh0 = torch.ops.coldstream.gated_linear_scan_bwd(
         dout.contiguous(),
         None if dfinal is None else dfinal.contiguous(),
@@ -187,13 +193,15 @@ def _backward(ctx, dout, dfinal):
         ctx.backend,
         ctx.impl,
     )
-    return dx, da, dh0 if initial_state is not None else None, None, None, None, None, None
+    return dx, da, dh0 if initial_state is not None else None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("coldstream::gated_linear_scan_fwd", _backward, setup_context=_setup_context)
 
 
-def gated_linear_scan_apply(backend, x, a, initial_state, resets, cu_seqlens, log_gates, impl=DEFAULT_IMPL):
+def gated_linear_scan_apply(
+    backend, x, a, initial_state, resets, cu_seqlens, log_gates, impl=DEFAULT_IMPL, store_final=True
+):
     if cu_seqlens is not None:
         cu_seqlens = cu_seqlens.to(torch.int32)
     if resets is not None and backend == "triton":
@@ -203,5 +211,5 @@ def gated_linear_scan_apply(backend, x, a, initial_state, resets, cu_seqlens, lo
         return None if t is None else t.contiguous()
 
     return torch.ops.coldstream.gated_linear_scan_fwd(
-        c(x), c(a), c(initial_state), resets, cu_seqlens, bool(log_gates), backend, impl
+        c(x), c(a), c(initial_state), resets, cu_seqlens, bool(log_gates), backend, impl, bool(store_final)
     )
