@@ -144,6 +144,19 @@ def test_opcheck_compile_gradcheck_reference():
     assert torch.autograd.gradcheck(fn("reference"), x64)
 
 
+def test_step_op_is_registered_on_both_backends():
+    # the reference step runs through the same torch.library op as the Triton one (opcheck: schema, fake, aliasing)
+    x, w, b, h0 = make_inputs(batch=2, dim=5, T=3)
+    state = h0.clone()
+    torch.library.opcheck(torch.ops.coldstream.causal_conv1d_update.default, (x, state, w, b, True, "reference"))
+    state = h0.clone()
+    compiled = torch.compile(causal_conv1d_update, fullgraph=True, backend="aot_eager")
+    out = compiled(x[..., 0], state, w, b, "silu", backend="reference")
+    ref_state = h0.clone()
+    torch.testing.assert_close(out, causal_conv1d_update(x[..., 0], ref_state, w, b, "silu", backend="triton"))
+    torch.testing.assert_close(state, ref_state)
+
+
 def test_errors_say_why():
     x, w, b, h0 = make_inputs()
     with pytest.raises(ValueError, match="1 <= W <= 8"):

@@ -10,7 +10,7 @@ from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import causal_conv1d_ref, causal_conv1d_update_ref
-from .ops import MAX_WIDTH, causal_conv1d_apply, causal_conv1d_update_triton
+from .ops import MAX_WIDTH, causal_conv1d_apply, causal_conv1d_update_apply
 
 
 class CausalConv1dOutput(NamedTuple):
@@ -100,15 +100,12 @@ def causal_conv1d_update(
     expect("bias", bias, (dim,), "[D]")
     act = "silu" if activation in ("silu", "swish") else None
     be = resolve_backend("causal_conv1d_update", backend, [x, conv_state, weight, bias])
-    if be == "reference":
-        return causal_conv1d_update_ref(x, conv_state, weight, bias, act)
-    if conv_state.shape[2] == 0:
+    if be == "triton" and conv_state.shape[2] == 0:
         raise InputError(
             "causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
             "conv carries no state: use backend='reference')"
         )
-
-    return causal_conv1d_update_triton(x, conv_state, weight, bias, act)
+    return causal_conv1d_update_apply(be, x, conv_state, weight, bias, act)
 
 
 __all__ = [

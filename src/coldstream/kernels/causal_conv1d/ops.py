@@ -247,8 +247,9 @@ def causal_conv1d_update_op(
     return out
 
 
-def causal_conv1d_update_triton(x, conv_state, weight, bias, activation) -> torch.Tensor:
-    if not conv_state.is_contiguous():
+def causal_conv1d_update_apply(backend, x, conv_state, weight, bias, activation) -> torch.Tensor:
+    """Run the registered step op on either backend (``x [B, D]`` or ``[B, D, L]``; conv_state updated in place)."""
+    if backend == "triton" and not conv_state.is_contiguous():
         raise InputError("causal_conv1d_update: conv_state must be contiguous (it is updated in place)")
     x3 = x[..., None] if x.dim() == 2 else x
     out = torch.ops.coldstream.causal_conv1d_update(
@@ -257,6 +258,6 @@ def causal_conv1d_update_triton(x, conv_state, weight, bias, activation) -> torc
         weight.contiguous(),
         None if bias is None else bias.contiguous(),
         activation == "silu",
-        "triton",
+        backend,
     )
     return out[..., 0] if x.dim() == 2 else out
