@@ -157,10 +157,36 @@ def test_step_op_is_registered_on_both_backends():
     torch.testing.assert_close(state, ref_state)
 
 
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_step_with_state_indices_steps_a_pool_of_slots(backend):
+    # rows step slots 3, (padding), 0, 4 of a pool of 5: equal to stepping those slots alone; slots 1, 2 untouched
+    g = torch.Generator().manual_seed(1)
+    pool = torch.randn(5, 6, 3, generator=g)
+    x, w, b = torch.randn(4, 6, 2, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
+    idx = torch.tensor([3, -1, 0, 4], dtype=torch.int32)
+    expected_pool, expected = pool.clone(), torch.zeros_like(x)
+    for row, slot in enumerate(idx.tolist()):
+        if slot >= 0:
+            state = expected_pool[slot : slot + 1].clone()
+            expected[row] = causal_conv1d_update(x[row : row + 1], state, w, b, "silu", backend="reference")[0]
+            expected_pool[slot] = state[0]
+    out = causal_conv1d_update(x, pool, w, b, "silu", conv_state_indices=idx, backend=backend)
+    torch.testing.assert_close(out, expected, **tol(torch.float32))
+    torch.testing.assert_close(pool, expected_pool, **tol(torch.float32))
+    if backend == "reference":
+        torch.library.opcheck(
+            torch.ops.coldstream.causal_conv1d_update.default, (x, pool.clone(), w, b, True, backend, idx)
+        )
+
+
 def test_errors_say_why():
     x, w, b, h0 = make_inputs()
     with pytest.raises(ValueError, match="1 <= W <= 8"):
         causal_conv1d(x, torch.randn(37, 9))
+    with pytest.raises(ValueError, match=r"conv_state must have shape \[slots, D = 37"):
+        causal_conv1d_update(x[..., 0], h0[:, :5], w, conv_state_indices=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="conv_state_indices must be an integer tensor of shape"):
+        causal_conv1d_update(x[..., 0], h0, w, conv_state_indices=torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"initial_state must have shape \[S, D, W - 1\]"):
         causal_conv1d(x, w, b, h0[..., :2])
     with pytest.raises(ValueError, match="initial_state with cu_seqlens"):

@@ -80,6 +80,7 @@ def causal_conv1d_update(
     bias: torch.Tensor | None = None,
     activation: str | None = None,
     *,
+    conv_state_indices: torch.Tensor | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Streaming step(s) (Dao's ``causal_conv1d_update``): ``conv_state`` is shifted left in place.
@@ -87,15 +88,29 @@ def causal_conv1d_update(
     Shapes: x ``[B, D]`` or ``[B, D, L]``; conv_state ``[B, D, S]`` with S >= W - 1 (the last S inputs); weight
     ``[D, W]``; bias ``[D]``. Returns the output with x's shape and dtype. One fixed launch configuration, so it
     is safe to capture in a CUDA graph.
+
+    ``conv_state_indices [B]`` (int, as in causal-conv1d) makes ``conv_state`` a pool of slots ``[slots, D, S]``:
+    row b steps slot ``conv_state_indices[b]``, and -1 marks a padding row (output zeros, no slot touched), so a
+    captured graph can serve whichever streams are active. Non-padding indices must be distinct.
     """
     _check_activation(activation)
     if x.dim() not in (2, 3):
         raise InputError(f"x must have shape [B, D] or [B, D, L], got {list(x.shape)}")
     batch, dim = x.shape[:2]
     _check_weight(weight, dim)
-    if conv_state.dim() != 3 or conv_state.shape[:2] != (batch, dim) or conv_state.shape[2] < weight.shape[1] - 1:
+    rows = batch
+    if conv_state_indices is not None:
+        if conv_state_indices.shape != (batch,) or conv_state_indices.is_floating_point():
+            raise InputError(
+                f"conv_state_indices must be an integer tensor of shape [B] = [{batch}], got "
+                f"{conv_state_indices.dtype} {list(conv_state_indices.shape)}"
+            )
+        rows = conv_state.shape[0] if conv_state.dim() == 3 else -1
+    if conv_state.dim() != 3 or conv_state.shape[:2] != (rows, dim) or conv_state.shape[2] < weight.shape[1] - 1:
+        want = "[slots" if conv_state_indices is not None else f"[B = {batch}"
         raise InputError(
-            f"conv_state must have shape [B, D, S] = [{batch}, {dim}, S >= W - 1], got {list(conv_state.shape)}"
+            f"conv_state must have shape {want}, D = {dim}, S >= W - 1 = {weight.shape[1] - 1}], "
+            f"got {list(conv_state.shape)}"
         )
     expect("bias", bias, (dim,), "[D]")
     act = "silu" if activation in ("silu", "swish") else None
@@ -105,7 +120,7 @@ def causal_conv1d_update(
             "causal_conv1d_update: backend='triton' needs conv_state with at least one column (a width-1 "
             "conv carries no state: use backend='reference')"
         )
-    return causal_conv1d_update_apply(be, x, conv_state, weight, bias, act)
+    return causal_conv1d_update_apply(be, x, conv_state, weight, bias, act, conv_state_indices)
 
 
 __all__ = [

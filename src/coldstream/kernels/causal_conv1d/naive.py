@@ -80,8 +80,24 @@ def causal_conv1d_update_ref(
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
     activation: str | None = None,
+    conv_state_indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Streaming steps: ``x [B, D]`` or ``[B, D, L]``; ``conv_state [B, D, S]`` (S >= W - 1) is shifted in place."""
+    """Streaming steps: ``x [B, D]`` or ``[B, D, L]``; ``conv_state [B, D, S]`` (S >= W - 1) is shifted in place.
+
+    With ``conv_state_indices [B]`` (int), ``conv_state`` is a pool ``[slots, D, S]`` and row b steps slot
+    ``conv_state_indices[b]``; -1 marks a padding row (zero output, no slot touched). Slots must be distinct.
+    """
+    if conv_state_indices is not None:
+        idx = conv_state_indices.long()
+        valid = idx >= 0
+        rows = conv_state[idx.clamp(min=0)].clone()  # [B, D, S]
+        out = causal_conv1d_update_ref(x, rows, weight, bias, activation)
+        mask = valid.view(-1, *([1] * (out.dim() - 1))).to(out.dtype)
+        # written back through a one-hot [B, slots] map (no data-dependent shapes: traceable)
+        hit = (idx[:, None] == torch.arange(conv_state.shape[0], device=idx.device)[None]).to(rows.dtype)
+        taken = hit.sum(0).clamp(max=1)[:, None, None]
+        conv_state.copy_(conv_state * (1 - taken) + torch.einsum("bs,bdk->sdk", hit, rows))
+        return out * mask
     acc = acc_dtype(x.dtype)
     squeeze = x.dim() == 2
     xs = x[..., None] if squeeze else x

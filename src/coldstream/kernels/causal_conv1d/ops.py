@@ -221,10 +221,14 @@ def causal_conv1d_update_op(
     bias: torch.Tensor | None,
     silu: bool,
     backend: str,
+    conv_state_indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Streaming steps: ``x [B, D, L]``, ``conv_state [B, D, S]`` shifted in place; returns ``[B, D, L]``."""
+    """Streaming steps: ``x [B, D, L]``, ``conv_state [B, D, S]`` (or ``[slots, D, S]`` indexed by
+    ``conv_state_indices [B]``, -1 = padding row) shifted in place; returns ``[B, D, L]``."""
     if backend != "triton":
-        return causal_conv1d_update_ref(x, conv_state, weight, bias, "silu" if silu else None)
+        return causal_conv1d_update_ref(
+            x, conv_state, weight, bias, "silu" if silu else None, conv_state_indices=conv_state_indices
+        )
     batch, dim, L = x.shape
     out = torch.empty_like(x)
     bd = STEP_BLOCK_D
@@ -234,6 +238,7 @@ def causal_conv1d_update_op(
         weight,
         bias,
         out,
+        conv_state_indices,
         dim,
         L,
         conv_state.shape[2],
@@ -242,12 +247,13 @@ def causal_conv1d_update_op(
         BLOCK_D=bd,
         HAS_BIAS=bias is not None,
         SILU=silu,
+        HAS_INDICES=conv_state_indices is not None,
         num_warps=4,
     )
     return out
 
 
-def causal_conv1d_update_apply(backend, x, conv_state, weight, bias, activation) -> torch.Tensor:
+def causal_conv1d_update_apply(backend, x, conv_state, weight, bias, activation, conv_state_indices=None):
     """Run the registered step op on either backend (``x [B, D]`` or ``[B, D, L]``; conv_state updated in place)."""
     if backend == "triton" and not conv_state.is_contiguous():
         raise InputError("causal_conv1d_update: conv_state must be contiguous (it is updated in place)")
@@ -259,5 +265,6 @@ def causal_conv1d_update_apply(backend, x, conv_state, weight, bias, activation)
         None if bias is None else bias.contiguous(),
         activation == "silu",
         backend,
+        None if conv_state_indices is None else conv_state_indices.to(torch.int32).contiguous(),
     )
     return out[..., 0] if x.dim() == 2 else out
