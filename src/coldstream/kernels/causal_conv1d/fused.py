@@ -122,7 +122,8 @@ def causal_conv1d_bwd_kernel(
         row_i = pid_r * ROWS_PER_PROGRAM + r
         if row_i < ROWS:
             row = row_i.to(tl.int64)
-            for p0 in range(0, T + W - 1, BLOCK_T):
+            # positions p < W - 1 hold the initial state: visited only when it has a gradient to receive
+            for p0 in range(0 if HAS_INIT else W - 1, T + W - 1, BLOCK_T):
                 p = p0 + tl.arange(0, BLOCK_T)
                 xp = _load_xx(x_ptr, init_ptr, row, offs_d, mask_d, p, T, DIM, W, HAS_INIT)
                 dxx = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
@@ -154,7 +155,7 @@ def causal_conv1d_bwd_kernel(
                     wk = tl.load(w_ptr + offs_d * W + k, mask=mask_d, other=0.0).to(tl.float32)
                     dxx += wk[:, None] * g_in
                     dw_acc += tl.where(offs_w[None, :] == k, tl.sum(g_in * xp, axis=1)[:, None], 0.0)
-                    if k == 0:
+                    if k == W - 1:  # t = p - (W - 1) visits every output once over the loop's positions
                         db_acc += tl.sum(g, axis=1)
                 if HAS_DFINAL:
                     # final state j holds xx[T + j] (masked by lo[T - 1]); its gradient joins there

@@ -30,8 +30,10 @@ STEP_BLOCK_D = 64
 
 
 def _blocks(dim: int, T: int, block_d: int = BLOCK_D, block_t: int = BLOCK_T) -> tuple[int, int]:
+    """Tile ``[BLOCK_D, BLOCK_T]``; a short sequence gets more channels, so a tile keeps its element count."""
     # int(): under torch.compile / opcheck with dynamic shapes these are SymInts; block sizes must be plain ints
-    return min(block_d, triton.next_power_of_2(int(dim))), min(block_t, triton.next_power_of_2(int(T)))
+    bt = min(block_t, triton.next_power_of_2(int(T)))
+    return min(block_d * block_t // bt, triton.next_power_of_2(int(dim))), bt
 
 
 def _final_state(x: torch.Tensor, initial_state: torch.Tensor | None, lo: torch.Tensor | None, width: int):
@@ -116,7 +118,8 @@ def causal_conv1d_bwd(
     lo = segment_lo(resets, batch, T, width, x.device) if resets is not None else None
     dx = torch.empty_like(x)
     dinit = torch.empty_like(initial_state) if initial_state is not None else x.new_empty(0)
-    bd, bt = _blocks(dim, T + width - 1, BWD_BLOCK_D, BWD_BLOCK_T)
+    # padded positions [0, W - 1) exist only to carry the initial state's gradient
+    bd, bt = _blocks(dim, T + width - 1 if initial_state is not None else T, BWD_BLOCK_D, BWD_BLOCK_T)
     n_dblocks = triton.cdiv(dim, bd)
     rows = max(1, min(MAX_ROWS, int(batch * n_dblocks) // PROGRAMS_PER_ROW_GROUP))
     groups = triton.cdiv(batch, rows)
