@@ -78,3 +78,22 @@ def test_causal_conv1d_backward_compiles_for_sm90_without_atomics_or_spills(tmp_
     out = run_sm90(CONV_BWD_SCRIPT.replace("int(sys.argv[1])", str(width)), tmp_path)
     assert "atomics 0" in out, out
     assert "0 bytes spill stores, 0 bytes spill loads" in out, out
+
+
+STEP_SCRIPT = r"""
+from coldstream.kernels.selective_scan import ops
+from coldstream.kernels.selective_scan.step import selective_state_update_kernel as fn
+
+types = dict(state_ptr="*bf16", x_ptr="*bf16", dt_ptr="*bf16", z_ptr="*bf16", out_ptr="*bf16", B_ptr="*bf16",
+             C_ptr="*bf16", idx_ptr="*i32", seed_ptr="*i64")
+consts = dict(N=16, BLOCK_D=ops.STEP_BLOCK_D, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_INDICES=True,
+              STOCHASTIC=True)
+sig = {n: "constexpr" if n in consts else types.get(n, "*fp32" if n.endswith("_ptr") else "i32") for n in fn.arg_names}
+print(ptxas_spills(compile_sm90(fn, sig, consts, ops.STEP_NUM_WARPS)))
+"""
+
+
+@pytest.mark.slow
+def test_streaming_step_with_slots_and_stochastic_rounding_compiles_for_sm90_without_spills(tmp_path):
+    out = run_sm90(STEP_SCRIPT, tmp_path)
+    assert "0 bytes spill stores, 0 bytes spill loads" in out, out

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import acc_dtype
+from .._pool import gather_rows, mask_rows, scatter_rows
 
 
 def segment_lo(resets: torch.Tensor | None, batch: int, T: int, width: int, device) -> torch.Tensor:
@@ -88,16 +89,10 @@ def causal_conv1d_update_ref(
     ``conv_state_indices[b]``; -1 marks a padding row (zero output, no slot touched). Slots must be distinct.
     """
     if conv_state_indices is not None:
-        idx = conv_state_indices.long()
-        valid = idx >= 0
-        rows = conv_state[idx.clamp(min=0)].clone()  # [B, D, S]
+        rows, valid = gather_rows(conv_state, conv_state_indices)
         out = causal_conv1d_update_ref(x, rows, weight, bias, activation)
-        mask = valid.view(-1, *([1] * (out.dim() - 1))).to(out.dtype)
-        # written back through a one-hot [B, slots] map (no data-dependent shapes: traceable)
-        hit = (idx[:, None] == torch.arange(conv_state.shape[0], device=idx.device)[None]).to(rows.dtype)
-        taken = hit.sum(0).clamp(max=1)[:, None, None]
-        conv_state.copy_(conv_state * (1 - taken) + torch.einsum("bs,bdk->sdk", hit, rows))
-        return out * mask
+        scatter_rows(conv_state, conv_state_indices, rows)
+        return mask_rows(out, valid)
     acc = acc_dtype(x.dtype)
     squeeze = x.dim() == 2
     xs = x[..., None] if squeeze else x

@@ -10,7 +10,7 @@ from ...errors import InputError
 from .._backend import resolve_backend
 from .._checks import check_cu_seqlens, check_varlen, expect, expect_float
 from .naive import selective_scan_ref, selective_state_update_ref
-from .ops import selective_scan_apply, selective_state_update_triton
+from .ops import selective_scan_apply, selective_state_update_apply
 
 
 class SelectiveScanOutput(NamedTuple):
@@ -97,35 +97,66 @@ def selective_state_update(
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
     *,
+    state_batch_indices: torch.Tensor | None = None,
+    rounding_seed: torch.Tensor | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """One streaming step of the selective scan (mamba-ssm's ``selective_state_update``), state updated in place.
+    """Streaming step(s) of the selective scan (mamba-ssm's ``selective_state_update``), state updated in place.
 
-    Shapes: state ``[B, D, N]`` (fp32 recommended); x, dt, z ``[B, D]``; A ``[D, N]``; B, C ``[B, N]`` or
-    ``[B, G, N]``; D, dt_bias ``[D]``. Returns ``out [B, D]`` in x's dtype. The Triton kernel uses one fixed launch
-    configuration and allocates only the output, so it can be captured in a CUDA graph.
+    One step: state ``[B, D, N]`` (fp32 recommended); x, dt, z ``[B, D]``; A ``[D, N]``; B, C ``[B, N]`` or
+    ``[B, G, N]``; D, dt_bias ``[D]``; returns ``out [B, D]`` in x's dtype. L steps in one pass over the state: x, dt,
+    z ``[B, D, L]`` and B, C ``[B, N, L]`` or ``[B, G, N, L]``; returns ``[B, D, L]``.
+
+    ``state_batch_indices [B]`` (int, as in mamba-ssm) makes ``state`` a pool of slots ``[slots, D, N]``: row b steps
+    slot ``state_batch_indices[b]`` and -1 marks a padding row (zero output, no slot touched); non-padding indices
+    must be distinct. ``rounding_seed`` (an int64 tensor of one element, on the state's device) stores a bf16 state
+    with stochastic rounding; change it between steps (e.g. ``seed += 1``, which a CUDA graph can capture).
+    The Triton kernel uses one fixed launch configuration and allocates only the output, so it can be captured
+    in a CUDA graph.
     """
     if state.dim() != 3:
         raise InputError(f"state must have shape [B, D, N], got {list(state.shape)}")
-    batch, dim, n_state = state.shape
-    expect("x", x, (batch, dim), "[B, D]")
-    expect("dt", dt, (batch, dim), "[B, D]")
-    expect("z", z, (batch, dim), "[B, D]")
+    if x.dim() not in (2, 3):
+        raise InputError(f"x must have shape [B, D] (one step) or [B, D, L] (L steps), got {list(x.shape)}")
+    batch, dim = x.shape[:2]
+    n_state = state.shape[2]
+    seq = tuple(x.shape[2:])  # () or (L,)
+    if state_batch_indices is not None:
+        if state_batch_indices.shape != (batch,) or state_batch_indices.is_floating_point():
+            raise InputError(
+                f"state_batch_indices must be an integer tensor of shape [B] = [{batch}], got "
+                f"{state_batch_indices.dtype} {list(state_batch_indices.shape)}"
+            )
+        expect("state", state, (state.shape[0], dim, n_state), "[slots, D, N]")
+    else:
+        expect("state", state, (batch, dim, n_state), "[B, D, N]")
+    if rounding_seed is not None:
+        if state.dtype != torch.bfloat16 or rounding_seed.numel() != 1 or rounding_seed.is_floating_point():
+            raise InputError(
+                "rounding_seed (stochastic rounding of the stored state) needs a bf16 state and an integer tensor "
+                f"of one element, got a {state.dtype} state and a {rounding_seed.dtype} seed of shape "
+                f"{list(rounding_seed.shape)}"
+            )
+    dims = "[B, D]" if not seq else "[B, D, L]"
+    expect("dt", dt, (batch, dim, *seq), dims)
+    expect("z", z, (batch, dim, *seq), dims)
     expect("A", A, (dim, n_state), "[D, N]")
     expect("D", D, (dim,), "[D]")
     expect("dt_bias", dt_bias, (dim,), "[D]")
     for name, X in (("B", B), ("C", C)):
-        if X.dim() == 2:
-            expect(name, X, (batch, n_state), "[B, N]")
-        elif X.dim() == 3 and dim % X.shape[1] == 0:
-            expect(name, X, (batch, X.shape[1], n_state), "[B, G, N]")
+        if X.dim() == 2 + len(seq):
+            expect(name, X, (batch, n_state, *seq), "[B, N]" if not seq else "[B, N, L]")
+        elif X.dim() == 3 + len(seq) and dim % X.shape[1] == 0:
+            expect(name, X, (batch, X.shape[1], n_state, *seq), "[B, G, N]" if not seq else "[B, G, N, L]")
         else:
-            raise InputError(f"{name} must have shape [B, N] or [B, G, N] with G dividing D, got {list(X.shape)}")
-    be = resolve_backend("selective_state_update", backend, [state, x, dt, A, B, C, D, z, dt_bias])
-    if be == "reference":
-        return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-
-    return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+            want = "[B, N] or [B, G, N]" if not seq else "[B, N, L] or [B, G, N, L]"
+            raise InputError(f"{name} must have shape {want} with G dividing D, got {list(X.shape)}")
+    be = resolve_backend(
+        "selective_state_update", backend, [state, x, dt, A, B, C, D, z, dt_bias, state_batch_indices, rounding_seed]
+    )
+    return selective_state_update_apply(
+        be, state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, rounding_seed
+    )
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import acc_dtype, entering_states, packed_steps
+from .._pool import gather_rows, mask_rows, scatter_rows
 
 
 def _expand_bc(X: torch.Tensor, dim: int) -> torch.Tensor:
@@ -95,31 +96,67 @@ def selective_state_update_ref(
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    state_batch_indices: torch.Tensor | None = None,
+    rounding_seed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One step of the selective scan; updates ``state [B, D, N]`` in place and returns ``out [B, D]``.
+    """Streaming step(s) of the selective scan; updates ``state [B, D, N]`` in place and returns ``out``.
 
-    Shapes: x, dt, z ``[B, D]``; A ``[D, N]``; B, C ``[B, N]`` or ``[B, G, N]``; D, dt_bias ``[D]``.
+    One step: x, dt, z, out ``[B, D]``; B, C ``[B, N]`` or ``[B, G, N]``. L steps: x, dt, z, out ``[B, D, L]``; B, C
+    ``[B, N, L]`` or ``[B, G, N, L]``. A ``[D, N]``; D, dt_bias ``[D]``. ``state_batch_indices [B]`` makes ``state``
+    a pool ``[slots, D, N]`` (row b steps slot ``state_batch_indices[b]``; -1: padding row, zero output).
+    ``rounding_seed`` (an int64 tensor of one element) stores a bf16 state with stochastic rounding.
     """
+    if state_batch_indices is not None:
+        rows, valid = gather_rows(state, state_batch_indices)
+        out = selective_state_update_ref(rows, x, dt, A, B, C, D, z, dt_bias, dt_softplus, None, rounding_seed)
+        scatter_rows(state, state_batch_indices, rows)
+        return mask_rows(out, valid)
     acc = acc_dtype(x.dtype)
     dim = x.shape[1]
+    steps = x.dim() == 3
+    if not steps:  # one step: a sequence of one
+        x, dt = x[..., None], dt[..., None]
+        z = None if z is None else z[..., None]
+        B, C = B[..., None], C[..., None]
     dt32 = dt.to(acc)
     if dt_bias is not None:
-        dt32 = dt32 + dt_bias.to(acc)
+        dt32 = dt32 + dt_bias.to(acc)[:, None]
     if dt_softplus:
         dt32 = F.softplus(dt32)
-    Bx = B.to(acc) if B.dim() == 2 else B.to(acc).repeat_interleave(dim // B.shape[1], dim=1)
-    Cx = C.to(acc) if C.dim() == 2 else C.to(acc).repeat_interleave(dim // C.shape[1], dim=1)
-    if Bx.dim() == 2:
-        Bx, Cx = Bx[:, None], Cx[:, None]
+
+    def per_channel(X):  # [B, N, L] or [B, G, N, L] -> [B, D, N, L]
+        X = X.to(acc)
+        return X[:, None] if X.dim() == 3 else X.repeat_interleave(dim // X.shape[1], dim=1)
+
+    Bx, Cx = per_channel(B), per_channel(C)
     h = state.to(acc)
-    h = torch.exp(dt32[..., None] * A.to(acc)) * h + (dt32 * x.to(acc))[..., None] * Bx
-    state.copy_(h.to(state.dtype))
-    y = (h * Cx).sum(-1)
+    ys = []
+    for t in range(x.shape[-1]):
+        h = torch.exp(dt32[..., t, None] * A.to(acc)) * h + (dt32[..., t] * x[..., t].to(acc))[..., None] * Bx[..., t]
+        ys.append((h * Cx[..., t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
     if D is not None:
-        y = y + x.to(acc) * D.to(acc)
+        y = y + x.to(acc) * D.to(acc)[:, None]
     if z is not None:
         y = y * F.silu(z.to(acc))
-    return y.to(x.dtype)
+    if rounding_seed is not None:
+        h = stochastic_round_bf16(h.float(), rounding_seed)
+    state.copy_(h.to(state.dtype))
+    y = y.to(x.dtype)
+    return y if steps else y[..., 0]
+
+
+def stochastic_round_bf16(h: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """fp32 ``h`` rounded to a bf16 value at random, up or down in proportion to its distance from each (unbiased):
+    16 pseudo-random bits (a hash of the element's index and ``seed``) added below the bits bf16 keeps, then
+    truncated. The Triton step draws its bits from Philox instead; both are unbiased, neither matches the other."""
+    offsets = torch.arange(h.numel(), device=h.device, dtype=torch.int64).view(h.shape)
+    r = offsets * 0x9E3779B1 + seed.to(torch.int64).reshape(()) * 0x85EBCA77
+    r = (r ^ (r >> 15)) * 0x2C1B3C6D
+    r = (r ^ (r >> 12)) * 0x297A2D39
+    rnd = ((r ^ (r >> 15)) & 0xFFFF).to(torch.int32)
+    bits = (h.contiguous().view(torch.int32) + rnd) & -65536  # -65536 = 0xFFFF0000: keep sign, exponent, 7 bits
+    return bits.view(torch.float32)
 
 
 def selective_scan_bwd_ref(

@@ -366,13 +366,17 @@ def selective_state_update_op(
     dt_bias: torch.Tensor | None,
     dt_softplus: bool,
     backend: str,
+    state_batch_indices: torch.Tensor | None = None,
+    rounding_seed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One step, ``state [B, D, N]`` updated in place; B, C ``[B, G, N]``; returns ``out [B, D]``."""
+    """L steps, ``state [B or slots, D, N]`` updated in place; x, dt, z ``[B, D, L]``; B, C ``[B, G, N, L]``;
+    returns ``out [B, D, L]``."""
     if backend != "triton":
-        return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
-    batch, dim, n_state = state.shape
+        return selective_state_update_ref(
+            state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, rounding_seed
+        )
+    batch, dim, steps = x.shape
     out = torch.empty_like(x)
-    groups = B.shape[1]
     bd = STEP_BLOCK_D
     grid = (batch, triton.cdiv(dim, bd))
     wrap_triton(selective_state_update_kernel)[grid](
@@ -386,31 +390,59 @@ def selective_state_update_op(
         z,
         dt_bias,
         out,
+        state_batch_indices,
+        rounding_seed,
         dim,
-        groups,
-        N=n_state,
+        B.shape[1],
+        steps,
+        N=state.shape[2],
         BLOCK_D=bd,
         HAS_D=D is not None,
         HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None,
         SOFTPLUS=dt_softplus,
+        HAS_INDICES=state_batch_indices is not None,
+        STOCHASTIC=rounding_seed is not None,
         num_warps=STEP_NUM_WARPS,
     )
     return out
 
 
-def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus) -> torch.Tensor:
-    if not state.is_contiguous():
-        raise InputError("selective_state_update: state must be contiguous (it is updated in place)")
-    B3 = B.unsqueeze(1) if B.dim() == 2 else B
-    C3 = C.unsqueeze(1) if C.dim() == 2 else C
-    reason = triton_unsupported(A, x.shape[1], 1)
-    if reason is not None:
-        raise BackendError(f"selective_state_update: backend='triton' cannot run these inputs: {reason}")
+def selective_state_update_apply(
+    backend, state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices=None, rounding_seed=None
+) -> torch.Tensor:
+    """Run the registered step op on either backend: one step (x ``[B, D]``) runs as a sequence of one."""
+    if backend == "triton":
+        if not state.is_contiguous():
+            raise InputError("selective_state_update: state must be contiguous (it is updated in place)")
+        reason = triton_unsupported(A, x.shape[1], 1)
+        if reason is not None:
+            raise BackendError(f"selective_state_update: backend='triton' cannot run these inputs: {reason}")
+    one = x.dim() == 2
 
     def c(t):
         return None if t is None else t.contiguous()
 
-    return torch.ops.coldstream.selective_state_update(
-        state, c(x), c(dt), c(A), c(B3), c(C3), c(D), c(z), c(dt_bias), bool(dt_softplus), "triton"
+    def seq(t):  # x, dt, z -> [B, D, L]
+        return None if t is None else c(t[..., None] if one else t)
+
+    def groups(t):  # B, C -> [B, G, N, L]
+        t = seq(t)
+        return t.unsqueeze(1) if t.dim() == 3 else t
+
+    out = torch.ops.coldstream.selective_state_update(
+        state,
+        seq(x),
+        seq(dt),
+        c(A),
+        groups(B),
+        groups(C),
+        c(D),
+        seq(z),
+        c(dt_bias),
+        bool(dt_softplus),
+        backend,
+        None if state_batch_indices is None else state_batch_indices.to(torch.int32).contiguous(),
+        None if rounding_seed is None else rounding_seed.to(torch.int64).reshape(1).contiguous(),
     )
+    return out[..., 0] if one else out
