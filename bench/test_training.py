@@ -5,11 +5,16 @@ frames/s.
 EfficientNet-Lite0 (real weights, the whole network) at 128² on CPU, 224² on GPU; T = 16; the main job's kind of
 model (configs/demo.yaml: a 1-layer core of width 64 over every token with position embeddings, GMMix with d_state 4 /
 expand 1, linear readout). The main job itself uses the cheaper stride-16 cut at 96², where the encoder's share, and
-so the ratio, is smaller. The cache should make training >= 10x faster; the case asserts it. Before timing, the cached
-features must equal the encoder's output (bf16) and both paths must give the same outputs on the same batch.
+so the ratio, is smaller. The goal is a cache that makes training >= 10x faster; the case reports ``meets_10x`` (a
+timing is never an assertion: a loaded machine would fail it). Before timing, the cached features must equal the
+encoder's output (bf16) and both paths must give the same outputs on the same batch.
+
+``test_train_from_cache_gpu_busy``: the trainer's own data path at the paper's width (its docstring).
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
@@ -91,10 +96,103 @@ def test_train_clips_per_s_cache_vs_encoder_in_loop(benchmark, setup, device, co
     t_live = time_fn(encoder_in_loop, device, warmup=1, iters=3)
     ratio = t_live / t_cache
     benchmark.extra_info.update(
-        clips_per_s_cache=b / t_cache, clips_per_s_encoder_in_loop=b / t_live, ratio=ratio, size=setup["size"]
+        clips_per_s_cache=b / t_cache,
+        clips_per_s_encoder_in_loop=b / t_live,
+        ratio=ratio,
+        meets_10x=ratio >= 10.0,
+        size=setup["size"],
     )
     pedantic(benchmark, from_cache, device, rounds=3, warmup=0)
     print(
         f"\n{core}: cache {b / t_cache:.1f} clips/s, encoder in the loop {b / t_live:.1f} clips/s, ratio {ratio:.1f}x"
     )
-    assert ratio >= 10.0
+
+
+@pytest.mark.parametrize("core", ["gmmix", "rvmrnn"])
+def test_train_from_cache_gpu_busy(benchmark, device, quick, tmp_path, core):
+    """The trainer's data path at the paper's width: DINOv3-L features (4 depths x 201 tokens x 1024, bf16; 1.6 MB
+    per frame) for 8 clips x 16 frames per step, a 4-layer core as wide as the encoder. ``clips_per_s`` through
+    the trainer's own loop (``Prefetcher`` -> ``to_device`` -> ``Trainer.train_step``), ``gpu_busy_pct`` = the time
+    of the same steps with every batch already on the GPU over the time through the data path (100: the data path
+    costs nothing), and the step's split from CUDA events around each phase of one synchronised step.
+    CPU: ViT-S at 64 px, 1 layer, 4 clips x 8 frames (a correctness run of the same code)."""
+    from coldstream.model import build_encoder
+    from coldstream.train.config import load_job_config
+    from coldstream.train.distributed import DistInfo
+    from coldstream.train.loader import Prefetcher, to_device
+    from coldstream.train.tasks import ClassificationObjective
+    from coldstream.train.trainer import Trainer, autocast_context
+
+    cuda = device.type == "cuda"
+    name, size, layers, b, t, n_videos = (
+        ("dinov3_vitl16", 224, 4, 8, 16, 24) if cuda else ("dinov3_vits16", 64, 1, 4, 8, 8)
+    )
+    with torch.device(device):
+        enc = build_encoder(name)
+    cache = open_cache(tmp_path / "cache", cache_key(enc, size))
+    g = torch.Generator().manual_seed(0)
+    for v in range(n_videos):
+        cache.put(f"v{v}", list(range(t)), torch.randn(t, *cache.key.feature_shape, generator=g).to(torch.bfloat16))
+    cache.flush()
+    items = [ClipItem(f"v{v}", tuple(range(t)), v % 174, f"v{v}") for v in range(n_videos)]
+    data = CachedClips(cache, items)
+    options = {"num_heads": 16} if core == "rvmrnn" else {}
+    config = ModelConfig(encoder=name, frame_size=size, core=core, core_layers=layers, core_options=options)
+    model = build_model(config, enc, [str(c) for c in range(174)])
+    cfg = load_job_config(None, [f"train.batch_size={b}", f"train.out_dir={tmp_path / 'run'}", "train.progress=false"])
+    trainer = Trainer(model, ClassificationObjective(174), data, None, cfg, dist=DistInfo(device=device))
+    batches = [list(range(k, k + b)) for k in range(0, n_videos - b + 1, b)] * (1 if quick else 2)
+
+    def through_data_path():
+        for x, y in Prefetcher(data, batches, device, depth=2):
+            trainer.train_step(to_device(x, device, torch.float32), to_device(y, device))
+
+    resident = [
+        (to_device(x, device, torch.float32), to_device(y, device)) for x, y in Prefetcher(data, batches, device, 0)
+    ]
+
+    def resident_only():
+        for x, y in resident:
+            trainer.train_step(x, y)
+
+    t_path = time_fn(through_data_path, device, warmup=1, iters=2 if quick else 3)
+    t_resident = time_fn(resident_only, device, warmup=1, iters=2 if quick else 3)
+    split = _step_split(trainer, data, batches[0], device, autocast_context(cfg.train.amp, device))
+    clips = len(batches) * b
+    benchmark.extra_info.update(
+        clips_per_s=clips / t_path,
+        clips_per_s_resident=clips / t_resident,
+        gpu_busy_pct=100 * t_resident / t_path,
+        **split,
+    )
+    pedantic(benchmark, through_data_path, device, rounds=1, warmup=0)
+    print(f"\ntrain {core} {name}: {clips / t_path:.1f} clips/s, GPU busy {100 * t_resident / t_path:.0f}%, {split}")
+
+
+def _step_split(trainer, data, indices, device, autocast) -> dict[str, float]:
+    """Milliseconds of one step's phases: host batch (read + collate), copy, forward, backward, optimizer."""
+    from coldstream.perf import synchronize
+    from coldstream.train.loader import Prefetcher, to_device
+    from coldstream.train.trainer import call_model
+
+    marks = []
+
+    def mark():
+        synchronize(device)
+        marks.append(time.perf_counter())
+
+    mark()
+    ((x, y),) = list(Prefetcher(data, [indices], device, depth=0))
+    mark()
+    x, y = to_device(x, device, torch.float32), to_device(y, device)
+    mark()
+    with autocast:
+        loss = trainer.objective.loss(call_model(trainer.model, x), y)
+    mark()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    mark()
+    trainer.optimizer.step()
+    mark()
+    names = ["data_ms", "copy_ms", "forward_ms", "backward_ms", "optimizer_ms"]
+    return {n: (b - a) * 1e3 for n, a, b in zip(names, marks[:-1], marks[1:], strict=True)}

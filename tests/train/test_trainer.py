@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from coldstream.errors import CheckpointError, TrainingInterrupted
+from coldstream.errors import CheckpointError, NonFiniteError, TrainingInterrupted
 from coldstream.train.checkpoint import load_model_weights
 from coldstream.train.config import JobConfig, load_job_config
 from coldstream.train.optim import cosine_with_warmup, param_groups
@@ -89,7 +89,8 @@ def test_cosine_with_warmup_shape():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False)) and lrs[-1] < 1e-3
 
 
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("log_every", [0, 4])  # losses read back every step, or every 4 (as on a GPU)
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, log_every):
     ref, ref_summary = _run(tmp_path, "ref")
 
     def kill(trainer, step):
@@ -97,14 +98,35 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
             raise HardKill
 
     with pytest.raises(HardKill):
-        _run(tmp_path, "killed", on_step=kill, ckpt_every=3)
-    resumed, summary = _run(tmp_path, "killed", ckpt_every=3)
+        _run(tmp_path, "killed", on_step=kill, ckpt_every=3, log_every=log_every)
+    resumed, summary = _run(tmp_path, "killed", ckpt_every=3, log_every=log_every)
     assert summary["steps"] == ref_summary["steps"] == 15
     for (k, a), b in zip(ref.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert resumed.history == ref.history
     steps = [r["step"] for r in resumed.log.read() if r["kind"] == "train"]
     assert steps == list(range(1, 16))  # the log reads like an uninterrupted run's
+
+
+def test_prefetching_and_delayed_loss_readback_change_nothing(tmp_path):
+    ref, _ = _run(tmp_path, "ref", prefetch=0)
+    other, _ = _run(tmp_path, "other", prefetch=3, log_every=4)
+    assert all(torch.equal(a, b) for a, b in zip(ref.model.parameters(), other.model.parameters(), strict=True))
+
+    def losses(t):
+        return [(r["step"], r["loss"], r["lr"]) for r in t.log.read() if r["kind"] == "train"]
+
+    assert losses(ref) == losses(other)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_its_step(tmp_path):
+    def poison(trainer, step):
+        if step == 2:
+            with torch.no_grad():
+                trainer.model.readout.bias.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteError, match="at step 3"):
+        _run(tmp_path, "nan", on_step=poison, log_every=4)
 
 
 def test_interrupted_run_saves_its_progress(tmp_path):

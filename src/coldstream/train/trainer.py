@@ -29,6 +29,7 @@ from coldstream.errors import InputError, NonFiniteError, TrainingInterrupted
 from coldstream.train.checkpoint import load_model_weights, rng_state, save_checkpoint, set_rng_state
 from coldstream.train.config import JobConfig
 from coldstream.train.distributed import DistInfo, all_reduce_sums, barrier, wrap_model
+from coldstream.train.loader import Prefetcher, to_device
 from coldstream.train.metrics import MetricsLog
 from coldstream.train.optim import build_optimizer, build_scheduler
 from coldstream.train.progress import progress
@@ -42,18 +43,6 @@ class Objective(Protocol):
     def metric_sums(self, outputs, targets) -> dict[str, float]: ...  # additive over batches, includes "n"
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...  # e.g. {"accuracy": correct / n}
-
-
-def _to(x, device, dtype=None):
-    if isinstance(x, torch.Tensor):
-        if dtype is not None and x.is_floating_point():
-            x = x.to(dtype)
-        return x.to(device, non_blocking=True)
-    if isinstance(x, dict):
-        return {k: _to(v, device, dtype) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return type(x)(_to(v, device, dtype) for v in x)
-    return x
 
 
 def call_model(model: nn.Module, inputs):
@@ -88,7 +77,7 @@ def evaluate(
     mine = list(range(len(dataset)))[dist.rank :: dist.world]
     for k in range(0, len(mine), batch_size):
         x, y = default_collate([dataset[i] for i in mine[k : k + batch_size]])
-        x, y = _to(x, dist.device, torch.float32), _to(y, dist.device)
+        x, y = to_device(x, dist.device, torch.float32), to_device(y, dist.device)
         with autocast_context(amp, dist.device):
             out = call_model(model, x)
         for name, v in objective.metric_sums(out, y).items():
@@ -195,13 +184,11 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------------------------------------ the loop
-    def _batch(self, indices: Sequence[int]):
-        return default_collate([self.train_set[i] for i in indices])
-
     def _local(self, idx: list[int]) -> list[int]:
         return idx[self.dist.rank :: self.dist.world]
 
-    def train_step(self, inputs, targets) -> float:
+    def train_step(self, inputs, targets) -> torch.Tensor:
+        """One optimizer step; returns the loss as a 0-d tensor on the device (reading it is a host sync)."""
         self.ddp_model.train()
         with autocast_context(self.tc.amp, self.dist.device):
             out = call_model(self.ddp_model, inputs)
@@ -212,7 +199,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def evaluate(self, dataset: Sequence | None = None, batch_size: int | None = None) -> dict[str, float]:
         """Task metrics over ``dataset`` (default: the eval set), sharded over ranks and summed."""
@@ -221,6 +208,18 @@ class Trainer:
             self.model, self.objective, dataset, batch_size=batch_size or self.tc.batch_size, dist=self.dist,
             amp=self.tc.amp,
         )  # fmt: skip
+
+    def _write_losses(self, pending: list, bar) -> None:
+        """Read the pending steps' losses back (one host sync for all), log them, stop at a non-finite one."""
+        if not pending:
+            return
+        values = torch.stack([loss.float() for *_, loss in pending]).tolist()
+        for (epoch, step, lr, _), loss in zip(pending, values, strict=True):
+            if not math.isfinite(loss):
+                raise NonFiniteError(f"loss is {loss} at step {step}; lower optim.lr")
+            self.log.write("train", epoch=epoch, step=step, loss=loss, lr=lr)
+        bar.set_postfix(loss=f"{values[-1]:.3f}", epoch=pending[-1][0])
+        pending.clear()
 
     def _handle_signal(self, signum, frame):
         self._stop_signal = signum
@@ -238,31 +237,33 @@ class Trainer:
         bar = progress(self.total_steps, desc="train", unit="step", enabled=self.tc.progress and self.dist.is_main)
         bar.update(self.step)
         t0, clips = time.perf_counter(), 0
+        pending: list[tuple[int, int, float, torch.Tensor]] = []  # (epoch, step, lr, loss on the device)
+        read_every = self.tc.log_every or (1 if self.dist.device.type == "cpu" else 20)
         try:
             while self.epoch < self.tc.epochs:
                 order = epoch_order(len(self.train_set), self.tc.seed, self.epoch)
                 b = self.tc.batch_size
-                while self.batch_in_epoch < self.steps_per_epoch:
-                    idx = order[self.batch_in_epoch * b : (self.batch_in_epoch + 1) * b]
-                    x, y = self._batch(self._local(idx))
-                    x, y = _to(x, self.dist.device, torch.float32), _to(y, self.dist.device)
+                batches = [
+                    self._local(order[k * b : (k + 1) * b]) for k in range(self.batch_in_epoch, self.steps_per_epoch)
+                ]
+                for x, y in Prefetcher(self.train_set, batches, self.dist.device, depth=self.tc.prefetch):
+                    x, y = to_device(x, self.dist.device, torch.float32), to_device(y, self.dist.device)
                     loss = self.train_step(x, y)
                     self.step += 1
                     self.batch_in_epoch += 1
-                    clips += len(idx)
+                    clips += b
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch)
-                    if not math.isfinite(loss):
-                        raise NonFiniteError(f"loss is {loss} at step {self.step}; lower optim.lr")
-                    self.log.write(
-                        "train", epoch=self.epoch, step=self.step, loss=loss, lr=self.scheduler.get_last_lr()[0]
-                    )
-                    if self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0:
+                    pending.append((self.epoch, self.step, self.scheduler.get_last_lr()[0], loss))
+                    checkpoint = self.tc.ckpt_every and self.step % self.tc.ckpt_every == 0
+                    if checkpoint or self.step % read_every == 0:
+                        self._write_losses(pending, bar)
+                    if checkpoint:
                         self.save()
                     if self.on_step is not None:
                         self.on_step(self, self.step)
                     if self._stop_signal is not None:
                         raise KeyboardInterrupt
+                self._write_losses(pending, bar)
                 metrics = self.evaluate()
                 self.epoch += 1
                 self.batch_in_epoch = 0
@@ -272,6 +273,7 @@ class Trainer:
                 self.save()
                 barrier(self.dist)
         except KeyboardInterrupt:
+            self._write_losses(pending, bar)
             path = self.save()
             raise TrainingInterrupted(
                 f"interrupted at epoch {self.epoch}, step {self.step}/{self.total_steps}; progress saved to {path}. "
