@@ -424,6 +424,65 @@ def test_causal_conv1d_update_step(benchmark):
     )
 
 
+LAYERS_FLUSHED = 4  # layer states stepped in turn: 4 x 26 MB of fp32 SSM state does not fit the H200's 50 MB of L2
+
+
+@pytest.mark.benchmark(group="streaming_step_flushed")
+@pytest.mark.parametrize("steps", [1, 4], ids=["L1", "L4"])
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_layer_step_l2_flushed(benchmark, state_dtype, steps):
+    """One Mamba layer's streaming step as a server runs it: ``causal_conv1d_update`` then ``selective_state_update``
+    for 201 tokens x 2048 channels x 16 states, stepping ``LAYERS_FLUSHED`` layers' states in turn inside one CUDA
+    graph, so no layer finds its state in L2 (a replay of one layer alone would read it from L2 and beat HBM).
+    ``kernel_us`` is per layer and per frame; L4 runs 4 frames per pass over the state (x ``[B, D, 4]``)."""
+    tokens, dim, n, width = (201, 2048, 16, 4) if CUDA else (4, 32, 16, 4)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    layers = []
+    for _ in range(LAYERS_FLUSHED):
+        layers.append(
+            dict(
+                conv=torch.randn(tokens, dim, width - 1, generator=g).to(DEVICE, DTYPE),
+                ssm=torch.randn(tokens, dim, n, generator=g).to(DEVICE, state_dtype),
+                w=torch.randn(dim, width, generator=g).to(DEVICE),
+                A=-torch.rand(dim, n, generator=g).add(0.5).to(DEVICE),
+            )
+        )
+    x, dt, z = (torch.randn(tokens, dim, steps, generator=g).to(DEVICE, DTYPE) for _ in range(3))
+    Bv, Cv = (torch.randn(tokens, n, steps, generator=g).to(DEVICE, DTYPE) for _ in range(2))
+    D, bias = torch.ones(dim, device=DEVICE), torch.zeros(dim, device=DEVICE)
+
+    def step(layer, backend="auto"):
+        u = causal_conv1d_update(x, layer["conv"], layer["w"], None, "silu", backend=backend)
+        return selective_state_update(layer["ssm"], u, dt, layer["A"], Bv, Cv, D, z, bias, True, backend=backend)
+
+    first = {k: v.clone() for k, v in layers[0].items()}
+    out = step(layers[0])
+    check_close([out], [step(first, "reference")], f"layer step {state_dtype}")
+    if not CUDA:
+        benchmark.pedantic(synced(lambda: step(layers[1])), rounds=3, iterations=1)
+        report(
+            benchmark,
+            f"streaming step conv+ssm {state_dtype} state L{steps} (cpu, reference)",
+            cpu_median(benchmark),
+            None,
+        )
+        return
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for layer in layers:
+            step(layer)
+    t = cuda_time(graph.replay, iters=30) / (LAYERS_FLUSHED * steps)
+    state_bytes = 2 * tokens * dim * (n * layers[0]["ssm"].element_size() + (width - 1) * 2)
+    bytes_moved = state_bytes / steps + 2 * 5 * tokens * dim + 2 * 2 * tokens * n  # per frame
+    benchmark.pedantic(synced(graph.replay), rounds=20, iterations=1, warmup_rounds=3)
+    short = str(state_dtype).removeprefix("torch.")
+    report(benchmark, f"streaming step conv+ssm 201x2048x16 {short} state L{steps} flush (CUDA graph)", t, bytes_moved)
+    benchmark.extra_info["kernel_us"] = t * 1e6
+    limit = hbm_limit()
+    if limit:
+        benchmark.extra_info["hbm_floor_us"] = bytes_moved / limit * 1e6
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # causal_conv1d and gated_blend at the Mamba / GMMix shapes
 
