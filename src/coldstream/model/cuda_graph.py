@@ -15,7 +15,15 @@ from coldstream.errors import InputError
 
 
 class CUDAGraphRunner:
-    def __init__(self, fn: Callable[..., torch.Tensor], *example_inputs: torch.Tensor, warmup: int = 3):
+    """``runner = CUDAGraphRunner(fn, *example_inputs)``, then ``out = runner(*inputs)`` replays ``fn``.
+
+    ``pool``: the memory pool of another capture (``other.pool``) to share: graphs that are never replayed
+    concurrently (e.g. one per batch-size bucket, replayed one after the other on one stream) then share their
+    intermediate buffers instead of each holding its own. A shared pool lets one graph's replay overwrite another's
+    outputs: read them before replaying the next.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], *example_inputs: torch.Tensor, warmup: int = 3, pool=None):
         if not all(isinstance(x, torch.Tensor) and x.is_cuda for x in example_inputs):
             raise InputError("CUDAGraphRunner needs CUDA tensors as example inputs")
         self.fn = fn
@@ -27,8 +35,9 @@ class CUDAGraphRunner:
                 fn(*self.static_inputs)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=pool):
             self.static_output = fn(*self.static_inputs)
+        self.pool = self.graph.pool()
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if len(inputs) != len(self.static_inputs):
