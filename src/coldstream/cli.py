@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train a temporal core from cached frozen features", "coldstream.train.cli:train_main"),
     "eval": ("evaluate a trained checkpoint on its eval split", "coldstream.train.cli:eval_main"),
     "stream": ("run a trained model over a video frame by frame", "coldstream.train.cli:stream_main"),
+    "serve": ("serve many video streams at once through one model", "coldstream.serve.cli:serve_main"),
 }
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from coldstream.errors import ColdstreamError
+from coldstream.io.preprocess import preprocess_frames
 from coldstream.serve.engine import StreamEngine
 
 _END = object()
@@ -79,24 +81,15 @@ def _frames_of(source, engine: StreamEngine) -> tuple[Iterator[torch.Tensor], st
     from coldstream.io import StreamSource, open_video
 
     if isinstance(source, str | os.PathLike):
-        enc = engine.model.encoder
-        size = engine.model.frame_size
         path = os.fspath(source)
 
         def frames():  # opened in the feeder thread: a file that fails to open is dropped like a decode error
-            with open_video(path, output="float", size=size, mean=enc.mean, std=enc.std) as src:
+            with open_video(path) as src:  # uint8: the loop preprocesses (no torch ops in the decoder threads)
                 for chunk in src.stream(chunk_size=1):
                     yield chunk.data[0]
 
         return frames(), path, None
     if isinstance(source, StreamSource):
-        if source.output != "float" or source.size != engine.model.frame_size:
-            from coldstream.errors import InputError
-
-            raise InputError(
-                f"{source.path}: open the source with output='float', size={engine.model.frame_size} (and the "
-                "encoder's mean and std) to serve it"
-            )
         return (c.data[0] for c in source.stream(chunk_size=1)), source.path, source.close
     if isinstance(source, Iterable):
         return iter(source), type(source).__name__, None
@@ -121,13 +114,13 @@ class StreamServer:
         self.fps = fps
         self._arrived = threading.Event()
         self._feeds: dict[str, _Feed] = {}
-        self._pending: list[tuple[Any, str | None, dict]] = []
+        self._pending: list[tuple[float, Any, str | None, dict]] = []
         self._lock = threading.Lock()
 
-    def add(self, source, stream_id: str | None = None, **task_inputs) -> None:
-        """Queue a source to join at the next tick with a free slot."""
+    def add(self, source, stream_id: str | None = None, *, delay: float = 0.0, **task_inputs) -> None:
+        """Queue a source to join at the first tick, ``delay`` seconds from now or later, with a free slot."""
         with self._lock:
-            self._pending.append((source, stream_id, task_inputs))
+            self._pending.append((time.perf_counter() + delay, source, stream_id, task_inputs))
         self._arrived.set()
 
     @property
@@ -136,8 +129,14 @@ class StreamServer:
 
     def _admit(self) -> None:
         with self._lock:
-            while self._pending and self.engine.free_slots:
-                source, sid, inputs = self._pending.pop(0)
+            now = time.perf_counter()
+            for item in list(self._pending):
+                if not self.engine.free_slots:
+                    break
+                due, source, sid, inputs = item
+                if due > now:
+                    continue
+                self._pending.remove(item)
                 frames, name, close = _frames_of(source, self.engine)
                 sid = self.engine.join(sid, name=name, **inputs)
                 self._feeds[sid] = _Feed(frames, self.depth, self.fps, self._arrived, close)
@@ -151,6 +150,15 @@ class StreamServer:
         for sid in list(self._feeds):
             self._end(sid)
             self.engine.leave(sid, "server closed")
+
+    def _prepare(self, frame: torch.Tensor) -> torch.Tensor:
+        """A decoder's uint8 ``[H, W, 3]`` frame -> the model's float ``[3, S, S]``, preprocessed on the engine's
+        device; float frames pass as they are (the engine checks them)."""
+        if frame.dtype != torch.uint8:
+            return frame
+        enc = self.engine.model.encoder
+        x = frame[None].to(self.engine.device, non_blocking=True)
+        return preprocess_frames(x, self.engine.model.frame_size, enc.mean, enc.std)[0]
 
     def tick(self, on_output: Callable[[str, Any], None] | None = None, timeout: float = 0.1) -> int:
         """Admit waiting sources, take one frame of every stream that has one, step once; returns the frames
@@ -170,7 +178,13 @@ class StreamServer:
                 self._end(sid)
                 self.engine.drop(sid, f"source failed: {type(item.error).__name__}: {item.error}")
             else:
-                frames[sid], arrivals[sid] = item
+                frame, arrivals[sid] = item
+                try:
+                    frames[sid] = self._prepare(frame)
+                except ColdstreamError as e:  # a frame preprocessing refuses (wrong layout, NaN): only this stream
+                    self._end(sid)
+                    self.engine.drop(sid, f"bad frame {self.engine.stats[sid].frames}: {e}")
+                    arrivals.pop(sid)
         if not frames:
             if self._feeds or self._pending:
                 self._arrived.wait(timeout)
