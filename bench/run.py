@@ -35,6 +35,9 @@ FIGURES = (  # (extra_info key, column title, format)
     ("TFLOP_per_s", "TFLOP/s", "{:,.1f}"),
     ("mfu_pct", "MFU", "{:.1f}%"),
     ("peak_mem_mb", "peak MiB", "{:,.0f}"),
+    ("streams_30fps", "streams@30fps", "{:d}"),
+    ("p50_ms", "p50 ms", "{:.2f}"),
+    ("p99_ms", "p99 ms", "{:.2f}"),
 )
 
 

@@ -6,6 +6,10 @@ GPU (bf16 autocast, 224², SSv2 readout): DINOv3-S/B/L × each core;
   * ``decode+clip``: the same with decoding in the loop (DALI when installed, else the CPU backend) from a real file,
     and in the same run decoding alone and the model alone (the goal: decoding delivers >= 2x the model's frames/s).
   Goals on an H100: DINOv3-L + GMMix >= 3,000 frames/s at batch 64; streaming latency at batch 1 <= 5 ms with graphs.
+  * ``serve``: the stream engine (``coldstream.serve``, GMMix core, up to 32 slots, one CUDA graph per bucket 1, 2,
+    4, ..., 32): ``streams_30fps`` = the largest bucket whose step (host copies of the outputs included) fits in
+    1/30 s, i.e. streams served at 30 fps each, and the p50 / p99 frame latency at that load (frames arriving
+    together, already on the GPU: no decoding in the loop).
 CPU: EfficientNet-Lite0 + each core (width 256) at 128², the clip path vs the step loop (the streaming overhead).
 Each case first checks that streaming and the clip path agree.
 """
@@ -175,4 +179,49 @@ def test_cuda_decode_and_clip(benchmark, device, quick, video_file):
         model_frames_per_s=model_fps,
         decode_over_model=decode_fps / model_fps,
         target_decode_2x_model=decode_fps >= 2 * model_fps,
+    )
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_cuda_serve(benchmark, device, quick, encoder):
+    if device.type != "cuda":
+        pytest.skip("needs a CUDA device")
+    if quick and encoder != "dinov3_vitl16":
+        pytest.skip("--quick")
+    from coldstream.serve import StreamEngine, percentile
+
+    benchmark.group = f"e2e-serve-{encoder}"
+    model = _model(encoder, "gmmix", device)
+    slots = 16 if quick else 32
+    engine = StreamEngine(model, slots, device=device)
+    engine.warmup()
+    frames = torch.randn(slots, 3, 224, 224, device=device)
+    ids = [engine.join() for _ in range(slots)]
+    # gate: a stream through the graphed, bucketed engine equals the model stepping it alone (bf16 tolerance)
+    state = model.init_state(1, device=device)
+    for t in range(3):
+        got = engine.step({ids[0]: frames[t], ids[1]: frames[t + 1]})[ids[0]]
+        with torch.no_grad(), autocast_bf16(device):
+            want = model.step(frames[t : t + 1], state)[0][0].float().cpu()
+        torch.testing.assert_close(got, want, atol=1e-1, rtol=1e-1)
+    step_s = {}
+    for b in engine.buckets:
+        batch = {sid: frames[i] for i, sid in enumerate(ids[:b])}
+        step_s[b] = time_fn(lambda batch=batch: engine.step(batch), device, warmup=2, iters=5 if quick else 10)
+    fits = [b for b in engine.buckets if step_s[b] <= 1 / 30]
+    load = max(fits, default=1)
+    for sid in ids:
+        engine.stats[sid].latencies.clear()
+    batch = {sid: frames[i] for i, sid in enumerate(ids[:load])}
+    pedantic(benchmark, lambda: engine.step(batch), device, rounds=20 if quick else 50, warmup=3)
+    lat = [x for sid in ids[:load] for x in engine.stats[sid].latencies]
+    record_throughput(
+        benchmark,
+        device,
+        load,
+        streams_30fps=load if fits else 0,
+        p50_ms=1e3 * percentile(lat, 50),
+        p99_ms=1e3 * percentile(lat, 99),
+        slots=slots,
+        step_ms_per_bucket={b: round(1e3 * t, 3) for b, t in step_s.items()},
     )
