@@ -9,7 +9,8 @@ GPU (bf16 autocast, 224², SSv2 readout): DINOv3-S/B/L × each core;
   * ``serve``: the stream engine (``coldstream.serve``, GMMix core, up to 32 slots, one CUDA graph per bucket 1, 2,
     4, ..., 32): ``streams_30fps`` = the largest bucket whose step (host copies of the outputs included) fits in
     1/30 s, i.e. streams served at 30 fps each, and the p50 / p99 frame latency at that load (frames arriving
-    together, already on the GPU: no decoding in the loop).
+    together, already on the GPU: no decoding in the loop); the core's state stepped in its pool through the
+    kernels' slot indices (``slots``) or gathered and scattered around ``model.step`` (``gather``).
 CPU: EfficientNet-Lite0 + each core (width 256) at 128², the clip path vs the step loop (the streaming overhead).
 Each case first checks that streaming and the clip path agree.
 """
@@ -182,18 +183,19 @@ def test_cuda_decode_and_clip(benchmark, device, quick, video_file):
     )
 
 
+@pytest.mark.parametrize("state", ["slots", "gather"])
 @pytest.mark.parametrize("encoder", ENCODERS)
-def test_cuda_serve(benchmark, device, quick, encoder):
+def test_cuda_serve(benchmark, device, quick, encoder, state):
     if device.type != "cuda":
         pytest.skip("needs a CUDA device")
-    if quick and encoder != "dinov3_vitl16":
+    if quick and (encoder != "dinov3_vitl16" or state != "slots"):
         pytest.skip("--quick")
     from coldstream.serve import StreamEngine, percentile
 
     benchmark.group = f"e2e-serve-{encoder}"
     model = _model(encoder, "gmmix", device)
     slots = 16 if quick else 32
-    engine = StreamEngine(model, slots, device=device)
+    engine = StreamEngine(model, slots, device=device, slot_kernels=state == "slots")
     engine.warmup()
     frames = torch.randn(slots, 3, 224, 224, device=device)
     ids = [engine.join() for _ in range(slots)]

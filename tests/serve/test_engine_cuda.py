@@ -12,16 +12,17 @@ from tests.serve.test_engine import run_schedule
 pytestmark = pytest.mark.cuda
 
 
-@pytest.mark.parametrize("core", ["gmmix", "mamba"])
-def test_graphed_buckets_equal_the_eager_engine_and_each_stream_alone(core):
+@pytest.mark.parametrize("core,slot_kernels", [("gmmix", True), ("gmmix", False), ("mamba", True), ("rvmrnn", False)])
+def test_graphed_buckets_equal_the_eager_engine_and_each_stream_alone(core, slot_kernels):
     model = make_model(core).cuda()
     schedule = {"a": (0, clip(1, 5)), "b": (2, clip(2, 9)), "c": (3, clip(3, 4)), "d": (6, clip(4, 7))}
     schedule = {k: (t, f.cuda()) for k, (t, f) in schedule.items()}
-    graphed = StreamEngine(model, 3, autocast=False)
+    graphed = StreamEngine(model, 3, autocast=False, slot_kernels=slot_kernels)
     assert graphed.cuda_graph and graphed.buckets == (1, 2, 3)
+    assert StreamEngine(model, 1).slot_kernels == (core != "rvmrnn")  # the default on CUDA
     graphed.warmup()
     assert sorted(graphed._graphs) == [1, 2, 3]
-    eager = StreamEngine(model, 3, autocast=False, cuda_graph=False)
+    eager = StreamEngine(model, 3, autocast=False, cuda_graph=False, slot_kernels=False)  # gather/scatter, eagerly
     got = run_schedule(graphed, schedule, skip={("b", 4), ("b", 7)})
     want = run_schedule(eager, schedule, skip={("b", 4), ("b", 7)})
     for name, (_, frames) in schedule.items():

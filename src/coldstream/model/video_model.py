@@ -286,6 +286,11 @@ class VideoModel(nn.Module):
             self.readout.init_state(batch, device, **task_inputs),
         )
 
+    def frame_tokens(self, frame: torch.Tensor) -> torch.Tensor:
+        """The core's input for one frame of B streams: ``[B, 3, H, W] -> [B, N', D]`` (what ``step`` feeds the
+        core: encoder, enrichment, pooling, position embedding)."""
+        return self._core_tokens(self.encoder.features(frame))
+
     def step_features(
         self, feats_t: torch.Tensor, state: StreamState, reset: torch.Tensor | None = None, **task_inputs
     ) -> tuple[Any, StreamState]:

@@ -68,6 +68,10 @@ class StreamEngine:
             smallest bucket >= n, the rows beyond n being padding that touches no stream's state.
         cuda_graph: capture one CUDA graph per bucket (default: on CUDA devices).
         autocast: bf16 autocast (default: on CUDA).
+        slot_kernels: step the core's state in the pool through the kernels' slot indices instead of gathering and
+            scattering it (``core.step_slots``; default: on CUDA for the cores that have it, M, MMix and GMMix). On
+            the CPU the kernels' reference path for slots is for tests only: it is slow, and its scatter lets a
+            NaN in one slot's state spread to the others.
         task_inputs: default task inputs of one stream (batch 1: ``init_box`` ``[1, 4]``, ...), used where ``join``
             gets none.
 
@@ -87,6 +91,7 @@ class StreamEngine:
         buckets: tuple[int, ...] | None = None,
         cuda_graph: bool | None = None,
         autocast: bool | None = None,
+        slot_kernels: bool | None = None,
         **task_inputs,
     ):
         if model.frame_size is None:
@@ -102,13 +107,22 @@ class StreamEngine:
         if self.cuda_graph and not cuda:
             raise InputError(f"cuda_graph=True needs a CUDA device, got {self.device}")
         self.autocast = cuda if autocast is None else autocast
+        supports = model.core.supports_slots
+        self.slot_kernels = (cuda and supports) if slot_kernels is None else slot_kernels
+        if self.slot_kernels and not supports:
+            raise InputError(f"slot_kernels=True needs a core with step_slots (M, MMix, GMMix), not {model.core.kind}")
+        self.padding = -1 if self.slot_kernels else slots  # the slot index of a padding row
         s = model.frame_size
         self.frame_shape = (3, s, s)
         self.task_inputs = task_inputs
         self.scratch = slots  # the pool row padding rows use
         self.pool = model.init_state(slots + 1, device=self.device, **self._expand(task_inputs, slots + 1))
-        self._work = model.init_state(slots, device=self.device, **self._expand(task_inputs, slots))
-        self._views = {b: self._view(self._work, b) for b in self.buckets}
+        # the working state of a tick (the readout's extras, and the core's unless the kernels step it in the pool)
+        core = {} if self.slot_kernels else {k: torch.zeros_like(v[:slots]) for k, v in self.pool.core.tensors.items()}
+        readout = model.readout.init_state(slots, self.device, **self._expand(task_inputs, slots))
+        work = StreamState(CoreState(core, slots, self.pool.core.tokens, self.pool.core.kind), readout)
+        self._views = {b: self._view(work, b) for b in self.buckets}
+        self._pairs = {b: self._gathered(self._views[b]) for b in self.buckets}
         self._graphs: dict[int, CUDAGraphRunner] = {}
         self._graph_pool = None
         self._free = list(range(slots))
@@ -131,11 +145,11 @@ class StreamEngine:
             out[k] = v
         return out
 
-    @staticmethod
-    def _tensors(state: StreamState) -> list[tuple[str, torch.Tensor]]:
-        rows = [(f"core.{k}", v) for k, v in state.core.tensors.items()]
-        rows += [(f"readout.{k}", v) for k, v in state.readout.items() if isinstance(v, torch.Tensor)]
-        return rows
+    def _gathered(self, view: StreamState) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(pool tensor, working rows) of everything a tick gathers and scatters back."""
+        pairs = [(self.pool.core.tensors[k], v) for k, v in view.core.tensors.items()]
+        pairs += [(self.pool.readout[k], v) for k, v in view.readout.items() if isinstance(v, torch.Tensor)]
+        return pairs
 
     @staticmethod
     def _view(work: StreamState, b: int) -> StreamState:
@@ -217,16 +231,22 @@ class StreamEngine:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
 
     def _run(self, frames: torch.Tensor, idx: torch.Tensor) -> Any:
-        """Gather the slots ``idx`` into the working state, step them, scatter them back; the captured function."""
-        state = self._views[frames.shape[0]]
-        pairs = list(zip(self._tensors(self.pool), self._tensors(state), strict=True))
-        for (_, pool), (_, work) in pairs:
+        """Gather the slots ``idx`` into the working state, step them, scatter them back; the captured function.
+        With ``slot_kernels`` the core steps its rows in the pool instead (padding rows: -1)."""
+        b = frames.shape[0]
+        state, pairs = self._views[b], self._pairs[b]
+        rows = torch.where(idx < 0, self.scratch, idx) if self.slot_kernels else idx
+        for pool, work in pairs:
             pool[self.scratch].zero_()  # padding rows start from zeros every tick: nothing accumulates there
-            torch.index_select(pool, 0, idx, out=work)
+            torch.index_select(pool, 0, rows, out=work)
         with torch.no_grad(), self._context():
-            out, _ = self.model.step(frames, state)
-        for (_, pool), (_, work) in pairs:
-            pool.index_copy_(0, idx, work)
+            if self.slot_kernels:
+                o = self.model.core.step_slots(self.model.frame_tokens(frames), self.pool.core, idx)
+                out, _ = self.model.readout.step(o, state.readout)
+            else:
+                out, _ = self.model.step(frames, state)
+        for pool, work in pairs:
+            pool.index_copy_(0, rows, work)
         return out
 
     def _runner(self, b: int):
@@ -234,7 +254,7 @@ class StreamEngine:
             return self._run
         if b not in self._graphs:
             frames = torch.zeros(b, *self.frame_shape, device=self.device)
-            idx = torch.full((b,), self.scratch, dtype=torch.long, device=self.device)  # capture touches scratch only
+            idx = torch.full((b,), self.padding, dtype=torch.long, device=self.device)  # capture touches no stream
             g = CUDAGraphRunner(self._run, frames, idx, pool=self._graph_pool)
             self._graph_pool = g.pool
             self._graphs[b] = g
@@ -279,7 +299,7 @@ class StreamEngine:
                 return {}
         n = len(ids)
         b = self.bucket(n)
-        slots = [self._slot[sid] for sid in ids] + [self.scratch] * (b - n)
+        slots = [self._slot[sid] for sid in ids] + [self.padding] * (b - n)
         idx = torch.tensor(slots, dtype=torch.long).to(self.device, non_blocking=True)
         if b > n:
             batch = torch.cat([batch, batch.new_zeros(b - n, *self.frame_shape)])

@@ -31,6 +31,7 @@ class TemporalCore(nn.Module):
     """
 
     kind: ClassVar[str] = "base"
+    supports_slots: ClassVar[bool] = False  # has step_slots: steps a pool of per-stream states in place by slot
 
     def __init__(self, dim: int, in_dim: int | None = None, attention: str = "sdpa"):
         super().__init__()
@@ -155,3 +156,24 @@ class TemporalCore(nn.Module):
         if reset is not None:
             state.reset_(reset)
         return self._step(self._project(x_t), state), state
+
+    def _step_slots(self, x_t: torch.Tensor, pool: CoreState, slots: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step_slots(self, x_t: torch.Tensor, pool: CoreState, slots: torch.Tensor) -> torch.Tensor:
+        """One frame ``[b, N, D_in] -> [b, N, D]`` of b streams whose states are rows ``slots`` ``[b]`` (int,
+        distinct; -1: a padding row, which touches no slot and whose output is meaningless) of ``pool``, a state of
+        any batch; the pool is updated in place, without copying the rows out and back (the kernels'
+        ``state_batch_indices`` / ``conv_state_indices``). Only cores with ``supports_slots``: M, MMix, GMMix.
+        """
+        if not self.supports_slots:
+            raise InputError(f"the {self.kind} core cannot step a pool of slots; gather its state rows instead")
+        self._check_input(x_t, 3, "step_slots")
+        if not isinstance(pool, CoreState) or pool.kind != self.kind or pool.tokens != x_t.shape[-2]:
+            got = repr(pool) if isinstance(pool, CoreState) else type(pool).__name__
+            raise InputError(f"{self.kind} core step_slots: the pool must be this core's state of N={x_t.shape[-2]} "
+                             f"tokens, got {got}")  # fmt: skip
+        if slots.shape != (x_t.shape[0],) or slots.is_floating_point():
+            raise InputError(f"{self.kind} core step_slots: slots must be an integer tensor [{x_t.shape[0]}], got "
+                             f"{slots.dtype} {tuple(slots.shape)}")  # fmt: skip
+        return self._step_slots(self._project(x_t), pool, slots)

@@ -24,6 +24,7 @@ class MambaCore(TemporalCore):
     """
 
     kind = "mamba"
+    supports_slots = True
 
     def __init__(
         self,
@@ -75,10 +76,10 @@ class MambaCore(TemporalCore):
         finals[f"conv{i}"], finals[f"ssm{i}"] = conv_f, ssm_f
         return out.view(b, n, t, d).permute(0, 2, 1, 3)
 
-    def _layer_step(self, i: int, z: torch.Tensor, state: CoreState) -> torch.Tensor:
+    def _layer_step(self, i: int, z: torch.Tensor, state: CoreState, rows: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = z.shape
         conv, ssm = self._seq_view(state[f"conv{i}"]), self._seq_view(state[f"ssm{i}"])
-        return self.mamba_blocks[i].step(z.reshape(b * n, d), conv, ssm).view(b, n, d)
+        return self.mamba_blocks[i].step(z.reshape(b * n, d), conv, ssm, rows).view(b, n, d)
 
     def _forward_clip(self, x: torch.Tensor, state: CoreState | None) -> tuple[torch.Tensor, dict]:
         finals: dict = {}
@@ -87,8 +88,15 @@ class MambaCore(TemporalCore):
             z = self._layer_clip(i, z, state, finals)
         return self.output_norm(z), finals
 
-    def _step(self, x_t: torch.Tensor, state: CoreState) -> torch.Tensor:
+    def _step(self, x_t: torch.Tensor, state: CoreState, rows: torch.Tensor | None = None) -> torch.Tensor:
         z = x_t
         for i in range(self.num_layers):
-            z = self._layer_step(i, z, state)
+            z = self._layer_step(i, z, state, rows)
         return self.output_norm(z)
+
+    def _step_slots(self, x_t: torch.Tensor, pool: CoreState, slots: torch.Tensor) -> torch.Tensor:
+        # stream b's token k is sequence slots[b]·N + k of the pool viewed as [slots·N, ...]; padding stays -1
+        n = x_t.shape[1]
+        tokens = torch.arange(n, device=slots.device, dtype=slots.dtype)
+        rows = torch.where(slots[:, None] >= 0, slots[:, None] * n + tokens, -1).reshape(-1)
+        return self._step(x_t, pool, rows)

@@ -58,9 +58,9 @@ class MambaMixCore(MambaCore):
         finals[f"conv{i}"], finals[f"ssm{i}"] = conv_f, ssm_f
         return self._combine(i, seq, out).reshape(b, n, t, d).permute(0, 2, 1, 3)
 
-    def _layer_step(self, i: int, z: torch.Tensor, state: CoreState) -> torch.Tensor:
+    def _layer_step(self, i: int, z: torch.Tensor, state: CoreState, rows: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = z.shape
         a = self.spatial_blocks[i](z).reshape(b * n, d)
         conv, ssm = self._seq_view(state[f"conv{i}"]), self._seq_view(state[f"ssm{i}"])
-        out = self.mamba_blocks[i].step(a, conv, ssm)
+        out = self.mamba_blocks[i].step(a, conv, ssm, rows)
         return self._combine(i, a, out).reshape(b, n, d)

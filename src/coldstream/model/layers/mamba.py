@@ -120,9 +120,14 @@ class Mamba(nn.Module):
         )
         return self.out_proj(y.transpose(1, 2)), conv_final, ssm_final
 
-    def step(self, u: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, u: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One frame ``u`` ``[S, D] -> [S, D]``; ``conv_state`` ``[S, E, W-1]`` and ``ssm_state`` ``[S, E, N_s]``
-        are updated in place."""
+        are updated in place.
+
+        ``indices`` ``[S]`` (int): the states are pools ``[slots, E, ...]`` and row s steps slot ``indices[s]``
+        (-1: a padding row, no slot touched); the kernels' ``conv_state_indices`` / ``state_batch_indices``."""
         x, z = self.in_proj(u).chunk(2, dim=-1)  # [S, E] each
         x = causal_conv1d_update(
             x,
@@ -130,6 +135,7 @@ class Mamba(nn.Module):
             self.conv1d.weight.squeeze(1),
             self.conv1d.bias,
             activation="silu",
+            conv_state_indices=indices,
             backend=self.kernel_backend,
         )
         dt, b, c = self._split(self.x_proj(x))
@@ -145,6 +151,7 @@ class Mamba(nn.Module):
             z=z,
             dt_bias=self.dt_proj.bias.float(),
             dt_softplus=True,
+            state_batch_indices=indices,
             backend=self.kernel_backend,
         )
         return self.out_proj(y)
@@ -169,6 +176,8 @@ class MambaResidualBlock(nn.Module):
         v, conv_final, ssm_final = self.mamba(self.norm(x), conv_state, ssm_state)
         return x + self.dropout(v), conv_final, ssm_final
 
-    def step(self, x: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[S, D] -> [S, D]``, states updated in place."""
-        return x + self.dropout(self.mamba.step(self.norm(x), conv_state, ssm_state))
+    def step(
+        self, x: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x`` ``[S, D] -> [S, D]``, states updated in place (pools of slots with ``indices``, see ``Mamba.step``)."""
+        return x + self.dropout(self.mamba.step(self.norm(x), conv_state, ssm_state, indices))
