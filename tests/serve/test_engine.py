@@ -196,7 +196,8 @@ def test_percentile_matches_numpy():
     assert math.isnan(percentile([], 50))
 
 
-def test_task_inputs_are_per_stream():
+@pytest.mark.parametrize("slot_kernels", [False, True])
+def test_task_inputs_are_per_stream(slot_kernels):
     torch.manual_seed(0)
     from coldstream.model import ModelConfig, VideoModel
 
@@ -204,7 +205,7 @@ def test_task_inputs_are_per_stream():
                          readout="waymo", readout_options={"width": 32, "num_heads": 4, "hidden": 16})  # fmt: skip
     model = VideoModel.from_config(config).eval()
     box_a, box_b = torch.tensor([[0.5, 0.5, 0.3, 0.2]]), torch.tensor([[0.2, 0.3, 0.1, 0.1]])
-    engine = StreamEngine(model, 2, init_box=box_a)
+    engine = StreamEngine(model, 3, buckets=(3,), init_box=box_a, slot_kernels=slot_kernels)  # a padding row a tick
     engine.join("a")  # the default task inputs
     engine.join("b", init_box=box_b)
     frames = {"a": clip(1, 3), "b": clip(2, 3)}
@@ -220,8 +221,12 @@ def test_task_inputs_are_per_stream():
         with torch.no_grad():
             first = model.step(frames[name][:1], state)[0][0]
         torch.testing.assert_close(outs[name][0], first, **tol(torch.float32))
-    state = model.init_state(2, init_box=torch.cat([box_a, box_b]))
+    # (with the padding row the engine runs: batch size changes float rounding too)
+    state = model.init_state(3, init_box=torch.cat([box_a, box_b, torch.zeros(1, 4)]))
+    pad = torch.zeros(3, SIZE, SIZE)
     with torch.no_grad():
-        want = torch.stack([model.step(torch.stack([frames["a"][t], frames["b"][t]]), state)[0] for t in range(3)], 1)
+        want = torch.stack(
+            [model.step(torch.stack([frames["a"][t], frames["b"][t], pad]), state)[0] for t in range(3)], 1
+        )
     for i, name in enumerate(("a", "b")):
         torch.testing.assert_close(torch.stack(outs[name]), want[i], **tol(torch.float32))
