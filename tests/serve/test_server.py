@@ -89,3 +89,15 @@ def test_files_are_decoded_and_preprocessed_as_the_model_expects(model, tmp_path
             frames = torch.cat([c.data for c in src.stream(chunk_size=4)])
         assert engine.stats[f"v{i}"].frames == len(frames)
         torch.testing.assert_close(torch.stack(outs[f"v{i}"]), alone(model, frames), **tol(torch.float32))
+
+
+def test_fps_paces_a_source_like_a_camera(model):
+    import time
+
+    engine = StreamEngine(model, 1)
+    t0 = time.perf_counter()
+    server = StreamServer(engine, fps=20)
+    server.add(iter(clip(50, 5)), stream_id="cam")
+    server.run()
+    took = time.perf_counter() - t0
+    assert engine.stats["cam"].frames == 5 and took >= 4 / 20  # frame i is not there before i / fps s
