@@ -101,3 +101,16 @@ def test_fps_paces_a_source_like_a_camera(model):
     server.run()
     took = time.perf_counter() - t0
     assert engine.stats["cam"].frames == 5 and took >= 4 / 20  # frame i is not there before i / fps s
+
+
+def test_uint8_frames_are_preprocessed_for_the_model_and_a_bad_layout_drops_its_stream(model):
+    from coldstream.io.preprocess import preprocess_frames
+
+    raw = torch.randint(0, 256, (4, 40, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    bad = [raw[0], torch.zeros(40, 48, 4, dtype=torch.uint8)]  # the second frame has 4 channels
+    outs, engine = serve(model, {"raw": iter(raw), "bad": iter(bad)})
+    enc = model.encoder
+    frames = preprocess_frames(raw, model.frame_size, enc.mean, enc.std)
+    torch.testing.assert_close(torch.stack(outs["raw"]), alone(model, frames), **tol(torch.float32))
+    assert engine.stats["bad"].status == "dropped" and "bad frame 1" in engine.stats["bad"].reason
+    assert engine.stats["bad"].frames == 1

@@ -63,7 +63,6 @@ def serve_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cuda-graph", action="store_true", help="run the step eagerly on CUDA too")
     ap.add_argument("--json", default=None, help="write the final per-stream stats to this file")
     args = ap.parse_args(argv)
-    from coldstream.io import open_stream
     from coldstream.serve import StreamEngine, StreamServer
 
     streams = args.streams or len(args.videos)
@@ -86,16 +85,8 @@ def serve_main(argv: list[str] | None = None) -> int:
             f"model {model.encoder.name} + {model.core.kind}, {model.frame_size}² frames"
         )
         server = StreamServer(engine, fps=args.fps)
-        enc, size = model.encoder, model.frame_size
-
-        def source(i: int):
-            video = args.videos[i % len(args.videos)]
-            if "://" in video:  # a URL: a live source, read once front to back
-                return open_stream(video, output="float", size=size, mean=enc.mean, std=enc.std)
-            return video
-
-        for i in range(streams):
-            server.add(source(i), stream_id=f"s{i}", delay=i * args.stagger)
+        for i in range(streams):  # a URL (with ://) is opened as a live source, in its stream's thread
+            server.add(args.videos[i % len(args.videos)], stream_id=f"s{i}", delay=i * args.stagger)
         start = last = time.perf_counter()
 
         def on_tick(srv: StreamServer) -> None:

@@ -1,11 +1,12 @@
 """Feeding a :class:`StreamEngine` from sources: one decoder thread per stream, one engine step per tick.
 
-A source is a video path (opened with ``coldstream.io.open_video``), an open ``coldstream.io`` source
-(``open_video`` / ``open_stream``: files, URLs, capture devices, pipes) or any iterable of preprocessed frames
-``[3, S, S]``. Each stream's thread decodes into a small queue and stamps every frame's arrival time; the loop takes
-the oldest waiting frame of every stream, steps the engine once, and hands the outputs to a callback. A source that
-ends leaves (a normal end); one that raises (a decode error) is dropped with the error as the reason; neither
-disturbs the other streams.
+A source is a video path (opened with ``coldstream.io.open_video``; an address with ``://`` with ``open_stream``, as a
+live source), an open ``coldstream.io`` source (``open_video`` / ``open_stream``: files, URLs, capture devices, pipes)
+or any iterable of frames: uint8 ``[H, W, 3]`` as decoders give them, or preprocessed float ``[3, S, S]``. Each
+stream's thread decodes into a small queue and stamps every frame's arrival time; the loop takes the oldest waiting
+frame of every stream, preprocesses it on the engine's device, steps the engine once, and hands the outputs to a
+callback. A source that ends leaves (a normal end); one that raises (a decode error) is dropped with the error as the
+reason; neither disturbs the other streams.
 """
 
 from __future__ import annotations
@@ -78,13 +79,14 @@ class _Feed:
 
 def _frames_of(source, engine: StreamEngine) -> tuple[Iterator[torch.Tensor], str, Callable | None]:
     """(frames ``[3, S, S]``, a name, a close function) of a path, a ``coldstream.io`` source or an iterable."""
-    from coldstream.io import StreamSource, open_video
+    from coldstream.io import StreamSource, open_stream, open_video
 
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
+        opener = open_stream if "://" in path else open_video  # a URL is a live source, read once front to back
 
-        def frames():  # opened in the feeder thread: a file that fails to open is dropped like a decode error
-            with open_video(path) as src:  # uint8: the loop preprocesses (no torch ops in the decoder threads)
+        def frames():  # opened in the feeder thread: a source that fails to open is dropped like a decode error
+            with opener(path) as src:  # uint8: the loop preprocesses (no torch ops in the decoder threads)
                 for chunk in src.stream(chunk_size=1):
                     yield chunk.data[0]
 
