@@ -7,6 +7,8 @@ under ``torch.compile(fullgraph=True)`` and the reference path passes ``torch.li
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.library import triton_op, wrap_triton
 
@@ -302,13 +304,35 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
 torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, setup_context=_setup_context)
 
 
+def _as_groups(B: torch.Tensor, C: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """B and C as ``[B, G, N, T]`` with one G. Time-invariant ``[D, N]`` becomes one group per channel (expanded
+    over batch and time, so its gradient is summed back by autograd); different group counts meet at their least
+    common multiple, which divides D as both counts do."""
+    batch, dim, T = shape
+
+    def four(X):
+        if X.dim() == 2:
+            return X[None, :, :, None].expand(batch, dim, X.shape[1], T)
+        return X.unsqueeze(1) if X.dim() == 3 else X
+
+    B4, C4 = four(B), four(C)
+    groups = math.lcm(B4.shape[1], C4.shape[1])
+
+    def widen(X):
+        g = X.shape[1]
+        if g == groups:
+            return X
+        return X[:, :, None].expand(batch, g, groups // g, *X.shape[2:]).reshape(batch, groups, *X.shape[2:])
+
+    return widen(B4), widen(C4)
+
+
 def selective_scan_apply(
     backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise layouts (contiguous, B/C 4-D, int8 resets, int32 cu_seqlens) and run the registered op."""
-    squeeze_b, squeeze_c = B.dim() == 3, C.dim() == 3
-    B4 = B.unsqueeze(1) if squeeze_b else B
-    C4 = C.unsqueeze(1) if squeeze_c else C
+    """Normalise layouts (contiguous, B/C 4-D with one group count, int8 resets, int32 cu_seqlens) and run the
+    registered op."""
+    B4, C4 = _as_groups(B, C, u.shape)
     T = u.shape[-1]
     if backend == "triton":
         reason = triton_unsupported(A, u.shape[1], B4.shape[1])
