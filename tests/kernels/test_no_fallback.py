@@ -22,6 +22,7 @@ from coldstream.kernels import (
 )
 
 OPS = ("selective_scan", "causal_conv1d", "gated_linear_scan", "gated_blend")
+FAST_REFERENCES = {"selective_scan": ("coldstream.kernels.selective_scan.stepwise",)}  # the reference's runtime path
 
 
 @pytest.fixture
@@ -30,10 +31,10 @@ def references_raise(monkeypatch):
         raise AssertionError("a PyTorch reference ran under backend='triton'")
 
     for op in OPS:
-        for module in (f"coldstream.kernels.{op}", f"coldstream.kernels.{op}.ops"):
+        for module in (f"coldstream.kernels.{op}", f"coldstream.kernels.{op}.ops", *FAST_REFERENCES.get(op, ())):
             mod = importlib.import_module(module)
             for name in dir(mod):
-                if name.endswith("_ref"):
+                if name.endswith(("_ref", "_stepwise")):
                     monkeypatch.setattr(mod, name, forbidden)
 
 

@@ -13,6 +13,7 @@ import torch
 from torch.library import triton_op, wrap_triton
 
 from ...errors import BackendError, InputError
+from . import stepwise
 from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
 
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
@@ -100,9 +101,14 @@ def selective_scan_fwd(
     n_state = A.shape[1]
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
     if backend != "triton":
-        out, last = selective_scan_ref(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
-        )
+        if stepwise.supported(cu_seqlens):
+            out, last = stepwise.selective_scan_stepwise(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets
+            )
+        else:
+            out, last = selective_scan_ref(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+            )
         return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype), u.new_empty(0)
     K = _chunk_len(max_seqlen)
     n_ckpt = max(triton.cdiv(max_seqlen, K) - 1, 0)
@@ -177,9 +183,14 @@ def selective_scan_bwd(
     batch, dim, T = u.shape
     n_state = A.shape[1]
     if backend != "triton":
-        grads = selective_scan_bwd_ref(
-            dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
-        )
+        if stepwise.supported(cu_seqlens):
+            grads = stepwise.selective_scan_bwd_stepwise(
+                dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets
+            )
+        else:
+            grads = selective_scan_bwd_ref(
+                dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+            )
         inputs = [u, delta, A, B, C, D, z, delta_bias, initial_state]
         return [_empty(u) if g is None else g.to(x.dtype) for g, x in zip(grads, inputs, strict=True)]
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
