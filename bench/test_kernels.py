@@ -4,7 +4,8 @@ On a CUDA GPU every case runs at the project's shapes (clips x 201 tokens, T = 1
 bf16, checks the Triton result against the reference before timing, then times all three variants in the same run
 (CUDA events, after warm-up and compilation) and reports in ``benchmark.extra_info``: the times, the speed-ups, the
 bytes an ideal kernel must move, the achieved HBM bandwidth and its share of the device's limit (H100 3.35 TB/s,
-H200 4.8 TB/s), and whether the issue's target is met. Targets are reported, not asserted, so one run reports all.
+H200 4.8 TB/s), and whether each case's target (``targets=`` below) is met. Targets are reported, not asserted, so
+one run reports all.
 
 Without CUDA the cases run the reference path at tiny shapes (a plumbing check that finishes in seconds); the
 bandwidth and compile comparisons need a GPU and are skipped there.
@@ -341,7 +342,8 @@ def test_gated_linear_scan_fwd_bwd(benchmark, impl):
 
 
 # The state is fp32 by default; mamba-ssm also keeps it in bf16, which halves the bytes of the step. At 201 x 2048 x 16
-# an fp32 state alone is 2 x 26 MB to read and write: 15.7 us at an H100's 3.35 TB/s, above the issue's 10 us.
+# an fp32 state alone is 2 x 26 MB to read and write: 15.7 us at an H100's 3.35 TB/s, above the 10 us per-layer
+# step target.
 def state_update_case(tokens: int, dim: int, n: int, state_dtype: torch.dtype, backend: str, what: str):
     """One ``selective_state_update`` step on seeded inputs, its output and updated state checked against the
     reference first. Returns ``(step, bytes_moved)``: the state read and written, x, dt, z, B, C read, out written."""
