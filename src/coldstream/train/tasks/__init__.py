@@ -5,6 +5,6 @@ motion on real photos), ``arrow`` (arrow of time on real videos), ``csv`` and ``
 """
 
 from coldstream.train.tasks import arrow, direction, video_datasets  # noqa: F401  (registration)
-from coldstream.train.tasks.base import TASKS, ClassificationObjective, Task, TaskData
+from coldstream.train.tasks.base import TASKS, ClassificationObjective, Objective, Task, TaskData
 
-__all__ = ["TASKS", "ClassificationObjective", "Task", "TaskData"]
+__all__ = ["TASKS", "ClassificationObjective", "Objective", "Task", "TaskData"]
