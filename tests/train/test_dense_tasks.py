@@ -120,6 +120,8 @@ def test_split_by_hash_and_videos_without_annotations(tmp_path):
     write_index_video(empty / "x.mp4", 3, height=32, width=32)
     with pytest.raises(DataError, match="x.boxes.json"):
         _task("box_tracking", empty).data(None)
+    with pytest.raises(ConfigError, match="set data.root"):
+        _task("box_tracking", "").data(None)
 
 
 def test_broken_annotation_names_the_file(tmp_path):

@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coldstream.errors import DataError, MissingFileError
+from coldstream.errors import ConfigError, DataError, MissingFileError
 from coldstream.model.readouts import (
     CameraPoseLoss,
     absolute_trajectory_error,
@@ -197,8 +197,10 @@ class AnnotatedVideo:
 
 def find_annotated(root: str | os.PathLike, suffix: str, val_fraction: float = 0.2):
     """``(annotated videos, videos without an annotation)`` under ``root`` (see the module docstring)."""
-    root = Path(root) if root else Path()
-    if not str(root) or not root.is_dir():
+    if not root:
+        raise ConfigError("set data.root to the folder of videos with their annotation files")
+    root = Path(root)
+    if not root.is_dir():
         raise MissingFileError(f"data.root={str(root)!r} is not a folder of videos with their annotation files")
     folders = [(root / "train", "train"), (root / "val", "val")]
     if not all(f.is_dir() for f, _ in folders):
