@@ -260,3 +260,14 @@ def test_trainer_learns_and_keeps_the_pose_loss_weights(encoder, tmp_path):
     resumed = Trainer(_model("camera_pose", encoder), fresh, data.train, data.eval, cfg)
     assert resumed.resume()
     assert fresh.loss_fn.log_var_rotation.item() == pytest.approx(obj.loss_fn.log_var_rotation.item())
+
+
+def test_a_frame_past_the_videos_end_skips_that_video(encoder, tmp_path):
+    from coldstream.testing import write_index_video
+
+    root = write_dense_dataset(tmp_path / "d", "camera_pose", train=1, val=0, frames=5)
+    v = write_index_video(root / "train" / "short.mp4", 4, height=32, width=32)
+    write_annotation(v.with_suffix(".poses.npz"), "camera_pose", [0, 2, 4, 6])
+    _, data = _prepared("camera_pose", root, encoder, tmp_path / "c")
+    assert len(data.train) == 1 and {it.source for it in data.train.items} == {str(root / "train" / "v0.mp4")}
+    assert [name for name, _ in data.skipped] == [str(v)] and "out of range" in data.skipped[0][1]
