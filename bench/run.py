@@ -32,6 +32,7 @@ FIGURES = (  # (extra_info key, column title, format)
     ("pct_of_hbm_limit", "%HBM", "{:.0f}%"),
     ("speedup_vs_reference", "×eager-ref", "{:.1f}"),
     ("speedup_vs_compile", "×compiled-ref", "{:.2f}"),
+    ("x_paper", "×paper path", "{:.2f}"),
     ("TFLOP_per_s", "TFLOP/s", "{:,.1f}"),
     ("mfu_pct", "MFU", "{:.1f}%"),
     ("peak_mem_mb", "peak MiB", "{:,.0f}"),

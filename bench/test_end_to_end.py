@@ -3,6 +3,8 @@
 GPU (bf16 autocast, 224², SSv2 readout): DINOv3-S/B/L × each core;
   * ``stream-b1``: one stream, one frame per call, eager vs CUDA-graph replay (per-frame latency);
   * ``clip-b64``: throughput over 64 frames per call (4 clips × 16 frames);
+  * ``clip-b64-split``: DINOv3-L + GMMix / RVMRNN, the encoder alone, the head (enrichment + core + readout) alone
+    and both in the same run, eager vs ``VideoModel.compile_clip`` (``core_share_pct``);
   * ``decode+clip``: the same with decoding in the loop (DALI when installed, else the CPU backend) from a real file,
     and in the same run decoding alone and the model alone (the goal: decoding delivers >= 2x the model's frames/s).
   Goals on an H100: DINOv3-L + GMMix >= 3,000 frames/s at batch 64; streaming latency at batch 1 <= 5 ms with graphs.
@@ -122,6 +124,41 @@ def test_cuda_clip_b64(benchmark, device, quick, encoder, core):
 
     pedantic(benchmark, run, device, rounds=5 if quick else 10, warmup=2)
     record_throughput(benchmark, device, 64)
+
+
+@pytest.mark.parametrize("mode", ["eager", "compile"])
+@pytest.mark.parametrize("core", ["gmmix", "rvmrnn"])
+def test_cuda_clip_b64_split(benchmark, device, quick, core, mode):
+    """DINOv3-L + core, 64 frames per call (4 clips x 16), bf16, inference mode: the encoder alone, the head alone
+    (enrichment + core + readout from the encoder's features) and both, timed in the same run, eager or with
+    ``VideoModel.compile_clip``. ``core_share_pct``: the head's share of encoder + head."""
+    if device.type != "cuda":
+        pytest.skip("needs a CUDA device")
+    if quick and core != "gmmix":
+        pytest.skip("--quick")
+    benchmark.group = "e2e-clip-b64-split-dinov3_vitl16"
+    _MODELS.clear()  # compile_clip changes the model in place: build a fresh one
+    model = _model("dinov3_vitl16", core, device)
+    clip = torch.randn(4, 16, 3, 224, 224, device=device)
+    with torch.inference_mode(), autocast_bf16(device):
+        want = model(clip[:1, :4]).float()
+        if mode == "compile":
+            model.compile_clip(mode="max-autotune-no-cudagraphs", dynamic=False)
+            torch.testing.assert_close(model(clip[:1, :4]).float(), want, atol=1e-1, rtol=1e-1)
+        feats = model.encode(clip)
+        encoder_s = time_fn(lambda: model.encode(clip), device, warmup=2, iters=5)
+        head_s = time_fn(lambda: model(features=feats), device, warmup=2, iters=5)
+        pedantic(benchmark, lambda: model(clip), device, rounds=3 if quick else 8, warmup=2)
+    _MODELS.clear()
+    record_throughput(benchmark, device, 64)
+    if benchmark.stats is not None:
+        benchmark.extra_info.update(
+            encoder_ms=encoder_s * 1e3,
+            head_ms=head_s * 1e3,
+            encoder_frames_per_s=64 / encoder_s,
+            head_frames_per_s=64 / head_s,
+            core_share_pct=100 * head_s / (encoder_s + head_s),
+        )
 
 
 @pytest.fixture(scope="module")

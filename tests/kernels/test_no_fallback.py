@@ -22,6 +22,10 @@ from coldstream.kernels import (
 )
 
 OPS = ("selective_scan", "causal_conv1d", "gated_linear_scan", "gated_blend")
+FAST_REFERENCES = {  # the reference backend's runtime paths
+    "selective_scan": ("coldstream.kernels.selective_scan.stepwise",),
+    "causal_conv1d": ("coldstream.kernels.causal_conv1d.taps",),
+}
 
 
 @pytest.fixture
@@ -30,10 +34,10 @@ def references_raise(monkeypatch):
         raise AssertionError("a PyTorch reference ran under backend='triton'")
 
     for op in OPS:
-        for module in (f"coldstream.kernels.{op}", f"coldstream.kernels.{op}.ops"):
+        for module in (f"coldstream.kernels.{op}", f"coldstream.kernels.{op}.ops", *FAST_REFERENCES.get(op, ())):
             mod = importlib.import_module(module)
             for name in dir(mod):
-                if name.endswith("_ref"):
+                if name.endswith(("_ref", "_stepwise", "_taps")):
                     monkeypatch.setattr(mod, name, forbidden)
 
 

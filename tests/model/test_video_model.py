@@ -252,3 +252,22 @@ def test_stream_runner_equals_the_models_own_stream():
     assert_close(first[0], want[0, 0], torch.float32)  # stream 0 restarted
     with pytest.raises(ValueError, match=r"expected frames \(2, 3, 32, 32\)"):
         runner(clip[:1, 0])
+
+
+def test_compiled_clip_path_equals_eager():
+    """compile_clip: the encoder and the enrichment + core + readout graph compiled, each as one graph; same outputs
+    as eager, the state dict untouched, streaming unchanged. (aot_eager: the graphs and their autograd as inductor
+    gets them, without a minute of C++ compilation on a 2-core machine; the GPU bench compiles with inductor.)"""
+    torch.manual_seed(0)
+    model = VideoModel.from_config(_lite0_config(frame_size=32)).eval()
+    clip = torch.randn(2, 3, 3, 32, 32)
+    keys = set(model.state_dict())
+    with torch.inference_mode():
+        want = model(clip)
+        assert not model.compiled
+        model.compile_clip(fullgraph=True, dynamic=False, backend="aot_eager")
+        assert model.compiled and set(model.state_dict()) == keys
+        assert_close(model(clip), want, torch.float32)
+        assert_close(model.stream(clip), want, torch.float32)
+    with pytest.raises(ValueError, match="expected features"):
+        model(features=torch.randn(2, 3, 1, 5, 7))

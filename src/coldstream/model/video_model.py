@@ -95,6 +95,7 @@ class VideoModel(nn.Module):
         self.config: ModelConfig | None = None  # set by from_config; what checkpoints store
         self.meta: dict = {}  # plain values that travel with the model in its checkpoints (e.g. class_names)
         self.encoder_batch_size: int | None = None  # frames per encoder call in clip mode (memory only)
+        self._compiled_head = None  # compile_clip: the compiled enrichment + core + readout (not a submodule)
         self.pos_embed = None
         if pos_embed:
             if frame_size is None and not token_grid:
@@ -254,8 +255,30 @@ class VideoModel(nn.Module):
     def forward_features(self, feats: torch.Tensor, state: StreamState | None = None, **task_inputs) -> Any:
         """Clip from precomputed features ``[B, T, K, N, D]``; with ``state`` the clip continues that state (core
         state handed over in place; the readout restarts from ``task_inputs``)."""
+        self._check_features(feats, "[B, T, K, N, D]")
+        if state is None and self._compiled_head is not None:
+            return self._compiled_head(feats, **task_inputs)
+        return self._head(feats, state, **task_inputs)
+
+    def _head(self, feats: torch.Tensor, state: StreamState | None = None, **task_inputs) -> Any:
+        """Everything after the frozen encoder: enrichment, core, readout."""
         o = self.core(self.tokens(feats), None if state is None else state.core)
         return self.readout(o, **task_inputs)
+
+    def compile_clip(self, **kwargs) -> VideoModel:
+        """``torch.compile`` the clip path in place: the frozen encoder (``FrozenEncoder.compile``) and, as one
+        graph, everything after it (enrichment, core, readout) for clips that start from a zero state. Streaming
+        (``step``) is unchanged: it has its own CUDA-graph path (``coldstream.model.cuda_graph``). ``kwargs`` go to
+        ``torch.compile`` (e.g. ``mode="max-autotune-no-cudagraphs"``, ``dynamic=False``). The first call at each
+        new shape compiles; run it under ``torch.inference_mode()`` (and bf16 autocast on a GPU) for inference."""
+        self.encoder.compile(**kwargs)
+        self._compiled_head = torch.compile(self._head, **kwargs)
+        return self
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`compile_clip` was called."""
+        return self._compiled_head is not None
 
     def forward(self, clip: torch.Tensor | None = None, *, features: torch.Tensor | None = None, **task_inputs) -> Any:
         """Whole clip ``[B, T, 3, H, W]``, or its frozen ``features`` ``[B, T, K, N, D]`` -> the task output

@@ -14,12 +14,12 @@ from coldstream.model.config import ModelConfig
 class DataConfig:
     """Which clips: a task of ``coldstream.train.tasks.TASKS`` (built-in task or dataset adapter)."""
 
-    task: str = "direction"  # direction | arrow | csv | ssv2
-    root: str = ""  # data directory (built-in tasks: where packaged data is fetched; "" = default)
+    task: str = "direction"  # direction | arrow | csv | ssv2 | box_tracking | point_tracking | depth | camera_pose
+    root: str = ""  # data directory (built-in tasks: where packaged data is fetched; "" = default; dense tasks: videos)
     labels: str = ""  # label file for csv/ssv2 (csv: video,label[,start,end]; ssv2: labels JSON)
     frames: int = 16  # clip length T
     clips_per_source: int = 32  # built-in tasks: clips generated per photo / video
-    fps: float = 0.0  # target fps for decoded videos (0 = native)
+    fps: float = 0.0  # target fps for decoded videos (0 = native; dense tasks take their annotated frames)
     holdout: str = ""  # built-in tasks: "" = the task's default split (by source)
     options: dict = field(default_factory=dict)  # task-specific options (see each task's options dataclass)
 

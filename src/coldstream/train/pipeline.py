@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from coldstream.errors import ConfigError
 from coldstream.model import READOUTS, ModelConfig, VideoModel, build_encoder
 from coldstream.model.encoders import FrozenEncoder
 from coldstream.train.cache import CacheKey, FeatureCache
@@ -95,21 +96,42 @@ def prepare(
 
 
 def build_model(config: ModelConfig, encoder: FrozenEncoder, class_names: list[str]) -> VideoModel:
-    """The ``VideoModel`` of ``config`` over ``encoder``, its readout sized for the task's classes; the class names
-    travel with the model (``model.meta``) into its checkpoints."""
+    """The ``VideoModel`` of ``config`` over ``encoder``, its readout sized for the task's classes (a classification
+    head) or for the frame size (the depth head's output maps, unless ``readout_options.image_size`` says); the class
+    names travel with the model (``model.meta``) into its checkpoints."""
     if READOUTS.accepts(config.readout, "num_classes"):
         config = dataclasses.replace(
             config, readout_options={**config.readout_options, "num_classes": len(class_names)}
+        )
+    if READOUTS.accepts(config.readout, "image_size") and "image_size" not in config.readout_options:
+        config = dataclasses.replace(
+            config, readout_options={**config.readout_options, "image_size": config.frame_size}
         )
     model = VideoModel.from_config(config, encoder=encoder)
     model.meta["class_names"] = list(class_names)
     return model
 
 
+def check_readout(task: Task, readout: str) -> None:
+    """Refuse a readout the task cannot train: a dense task needs its own readout, classification a class head."""
+    name = READOUTS.canonical(readout)
+    if task.readout is not None and name != READOUTS.canonical(task.readout):
+        raise ConfigError(
+            f"task {task.data_cfg.task!r} trains the {task.readout!r} readout, not {readout!r}: "
+            f"set model.readout={task.readout} (configs/{task.data_cfg.task}.yaml does)"
+        )
+    if task.readout is None and not READOUTS.accepts(name, "num_classes"):
+        raise ConfigError(
+            f"task {task.data_cfg.task!r} is classification: model.readout must be a classification head "
+            f"(linear or ssv2), not {readout!r}"
+        )
+
+
 def setup(cfg: JobConfig, dist: DistInfo, log: Callable[[str], None] = print) -> tuple[Task, FrozenEncoder, Prepared]:
     """``coldstream train`` / ``eval``: the task, the frozen encoder on the run's device, and the prepared data."""
     m = cfg.model
     task = TASKS.create(cfg.data.task, cfg.data, m.frame_size, seed=cfg.train.seed)
+    check_readout(task, m.readout)
     encoder = build_encoder(m.encoder, weights=m.encoder_weights, attention=m.attention).to(dist.device)
     root = Path(cfg.cache.dir) if cfg.cache.dir else Path(cfg.train.out_dir).parent / "cache" / cfg.data.task
     cache = open_cache(root, cache_key(encoder, m.frame_size), dist=dist, rebuild=cfg.cache.rebuild)

@@ -36,7 +36,9 @@ from coldstream.train.progress import progress
 
 
 class Objective(Protocol):
-    """What the trainer needs from a task: its loss and metrics."""
+    """What the trainer needs from a task: its loss and metrics (``coldstream.train.tasks.Objective``). An objective
+    that is also an ``nn.Module`` with parameters (learned loss weights) is optimised with the model: its parameters
+    form the optimiser's ``objective`` group (no weight decay) and its state travels in the checkpoint."""
 
     def loss(self, outputs, targets) -> torch.Tensor: ...
 
@@ -83,6 +85,21 @@ def evaluate(
         for name, v in objective.metric_sums(out, y).items():
             sums[name] = sums.get(name, 0.0) + v
     return objective.summarize(all_reduce_sums(sums, dist))
+
+
+def objective_parameters(objective) -> list[nn.Parameter]:
+    """The trainable parameters of an objective that is an ``nn.Module`` (none otherwise)."""
+    return [p for p in objective.parameters() if p.requires_grad] if isinstance(objective, nn.Module) else []
+
+
+def average_gradients(params: Sequence[nn.Parameter], dist: DistInfo) -> None:
+    """Average the gradients of ``params`` over ranks (parameters outside DistributedDataParallel)."""
+    import torch.distributed as tdist
+
+    for p in params:
+        if p.grad is not None:
+            tdist.all_reduce(p.grad)
+            p.grad.div_(dist.world)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -134,6 +151,14 @@ class Trainer:
         self.steps_per_epoch = max(1, len(train_set) // self.tc.batch_size)
         self.total_steps = self.steps_per_epoch * self.tc.epochs
         self.optimizer = build_optimizer(self.model, cfg.optim)
+        if isinstance(objective, nn.Module):
+            objective.to(self.dist.device)
+        self.objective_params = objective_parameters(objective)
+        if self.objective_params:
+            lr = cfg.optim.lr
+            self.optimizer.add_param_group(
+                {"name": "objective", "params": self.objective_params, "lr": lr, "initial_lr": lr, "weight_decay": 0.0}
+            )
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
         self.step = 0
         self.epoch = 0
@@ -155,6 +180,7 @@ class Trainer:
     def save(self, path: Path | None = None) -> Path | None:
         if not self.dist.is_main:
             return None
+        extra = {"objective": self.objective.state_dict()} if isinstance(self.objective, nn.Module) else {}
         return save_checkpoint(
             path or self.ckpt_path,
             self.model,
@@ -167,6 +193,7 @@ class Trainer:
             rng=rng_state(),
             history=self.history,
             config=to_dict(self.cfg),
+            **extra,
         )
 
     def resume(self, path: Path | None = None) -> bool:
@@ -175,6 +202,8 @@ class Trainer:
         if not path.exists():
             return False
         blob = load_model_weights(path, self.model, self.model_config())
+        if isinstance(self.objective, nn.Module) and "objective" in blob:
+            self.objective.load_state_dict(blob["objective"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.step, self.epoch, self.batch_in_epoch = blob["step"], blob["epoch"], blob["batch_in_epoch"]
@@ -195,6 +224,8 @@ class Trainer:
             loss = self.objective.loss(out, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # full back-propagation through the whole clip
+        if self.objective_params and self.dist.world > 1:  # not under DDP: average their gradients by hand
+            average_gradients(self.objective_params, self.dist)
         if self.cfg.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.optimizer.step()

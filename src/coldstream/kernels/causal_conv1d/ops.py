@@ -7,7 +7,8 @@ from torch.library import triton_op, wrap_triton
 
 from ...errors import InputError
 from .._checks import resets_from_cu_seqlens
-from .naive import causal_conv1d_bwd_ref, causal_conv1d_ref, causal_conv1d_update_ref, segment_lo
+from .naive import causal_conv1d_update_ref, segment_lo
+from .taps import causal_conv1d_bwd_taps, causal_conv1d_taps
 
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
     import triton
@@ -61,11 +62,13 @@ def causal_conv1d_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(out [B, D, T], final_state [B, D, W - 1])`` in x's dtype."""
     act = "silu" if silu else None
-    if backend != "triton":
-        return causal_conv1d_ref(x, weight, bias, initial_state, act, resets)
     batch, dim, T = x.shape
     width = weight.shape[1]
     lo = segment_lo(resets, batch, T, width, x.device) if resets is not None else None
+    if backend != "triton":
+        return causal_conv1d_taps(x, weight, bias, initial_state, act, resets), _final_state(
+            x, initial_state, lo, width
+        )
     out = torch.empty_like(x)
     bd, bt = _blocks(dim, T)
     grid = (batch, triton.cdiv(dim, bd), triton.cdiv(T, bt))
@@ -104,7 +107,7 @@ def causal_conv1d_bwd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(dx, dweight, dbias, dinitial_state)``; absent inputs get empty gradients."""
     if backend != "triton":
-        dx, dw, db, dinit = causal_conv1d_bwd_ref(
+        dx, dw, db, dinit = causal_conv1d_bwd_taps(
             dout, dfinal, x, weight, bias, initial_state, "silu" if silu else None, resets
         )
         return (

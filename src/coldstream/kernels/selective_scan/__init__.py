@@ -24,6 +24,8 @@ def _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_s
     if u.dim() != 3:
         raise InputError(f"u must have shape [B, D, T], got {list(u.shape)}")
     batch, dim, T = u.shape
+    if A.is_complex():
+        raise InputError("A: complex A (S4D-style complex states) is not supported; pass a real [D, N] A")
     if A.dim() != 2 or A.shape[0] != dim:
         raise InputError(f"A must have shape [D, N] = [{dim}, N], got {list(A.shape)}")
     n_state = A.shape[1]
@@ -32,14 +34,20 @@ def _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_s
     expect("D", D, (dim,), "[D]")
     expect("delta_bias", delta_bias, (dim,), "[D]")
     for name, X in (("B", B), ("C", C)):
-        if X.dim() == 3:
+        if X.dim() == 2:  # time-invariant, one row per channel (selective_scan_fn accepts it too)
+            expect(name, X, (dim, n_state), "[D, N] (time-invariant)")
+        elif X.dim() == 3:
             expect(name, X, (batch, n_state, T), "[B, N, T]")
         elif X.dim() == 4:
             if dim % X.shape[1] != 0:
                 raise InputError(f"{name}: groups ({X.shape[1]}) must divide D ({dim})")
             expect(name, X, (batch, X.shape[1], n_state, T), "[B, G, N, T]")
         else:
-            raise InputError(f"{name} must have shape [B, N, T] or [B, G, N, T], got {list(X.shape)}")
+            raise InputError(
+                f"{name} must have shape [D, N] (time-invariant), [B, N, T] or [B, G, N, T], got {list(X.shape)}"
+            )
+        if X.is_complex():
+            raise InputError(f"{name}: complex B/C (complex A) are not supported; pass real tensors")
     for name, t in (("u", u), ("delta", delta), ("z", z), ("B", B), ("C", C)):
         expect_float(name, t)
     n_seq = check_varlen(batch, T, resets, cu_seqlens)
@@ -66,13 +74,13 @@ def selective_scan(
 ) -> torch.Tensor | SelectiveScanOutput:
     """Selective scan with mamba-ssm's ``selective_scan_fn`` signature and return convention.
 
-    Shapes: u, delta, z ``[B, D, T]``; A ``[D, N]`` (fp32); B, C ``[B, N, T]`` or ``[B, G, N, T]``; D, delta_bias
-    ``[D]``; initial_state ``[S, D, N]`` (S = B, or the number of packed sequences). ``resets [B, T]`` bool: a new
-    sequence starts at t (the state entering t is zero). ``cu_seqlens [S + 1]``: sequences packed along T of a
-    batch-1 input; ``max_seqlen`` (its longest sequence) spares the Triton path a host sync, e.g. under
-    ``torch.compile`` or CUDA graphs. Returns ``out [B, D, T]`` in u's dtype, or
-    ``SelectiveScanOutput(out, last_state)`` (a tuple, as mamba-ssm's ``(out, last_state)``) when
-    ``return_last_state``; the state is fp32.
+    Shapes: u, delta, z ``[B, D, T]``; A ``[D, N]`` (fp32, real); B, C ``[B, N, T]``, ``[B, G, N, T]`` or
+    time-invariant ``[D, N]`` (B and C may differ in form and group count); D, delta_bias ``[D]``; initial_state
+    ``[S, D, N]`` (S = B, or the number of packed sequences). ``resets [B, T]`` bool: a new sequence starts at t
+    (the state entering t is zero). ``cu_seqlens [S + 1]``: sequences packed along T of a batch-1 input;
+    ``max_seqlen`` (its longest sequence) spares the Triton path a host sync, e.g. under ``torch.compile`` or CUDA
+    graphs. Returns ``out [B, D, T]`` in u's dtype, or ``SelectiveScanOutput(out, last_state)`` (a tuple, as
+    mamba-ssm's ``(out, last_state)``) when ``return_last_state``; the state is fp32.
     """
     _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens)
     if cu_seqlens is not None:  # without max_seqlen the longest sequence is read on the host anyway

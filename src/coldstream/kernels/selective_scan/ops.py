@@ -7,10 +7,13 @@ under ``torch.compile(fullgraph=True)`` and the reference path passes ``torch.li
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.library import triton_op, wrap_triton
 
 from ...errors import BackendError, InputError
+from . import stepwise
 from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_update_ref
 
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
@@ -98,9 +101,14 @@ def selective_scan_fwd(
     n_state = A.shape[1]
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
     if backend != "triton":
-        out, last = selective_scan_ref(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
-        )
+        if stepwise.supported(cu_seqlens):
+            out, last = stepwise.selective_scan_stepwise(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets
+            )
+        else:
+            out, last = selective_scan_ref(
+                u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+            )
         return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype), u.new_empty(0)
     K = _chunk_len(max_seqlen)
     n_ckpt = max(triton.cdiv(max_seqlen, K) - 1, 0)
@@ -175,9 +183,14 @@ def selective_scan_bwd(
     batch, dim, T = u.shape
     n_state = A.shape[1]
     if backend != "triton":
-        grads = selective_scan_bwd_ref(
-            dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
-        )
+        if stepwise.supported(cu_seqlens):
+            grads = stepwise.selective_scan_bwd_stepwise(
+                dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets
+            )
+        else:
+            grads = selective_scan_bwd_ref(
+                dout, dlast, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
+            )
         inputs = [u, delta, A, B, C, D, z, delta_bias, initial_state]
         return [_empty(u) if g is None else g.to(x.dtype) for g, x in zip(grads, inputs, strict=True)]
     n_seq = batch if cu_seqlens is None else cu_seqlens.shape[0] - 1
@@ -302,13 +315,35 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
 torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, setup_context=_setup_context)
 
 
+def _as_groups(B: torch.Tensor, C: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """B and C as ``[B, G, N, T]`` with one G. Time-invariant ``[D, N]`` becomes one group per channel (expanded
+    over batch and time, so its gradient is summed back by autograd); different group counts meet at their least
+    common multiple, which divides D as both counts do."""
+    batch, dim, T = shape
+
+    def four(X):
+        if X.dim() == 2:
+            return X[None, :, :, None].expand(batch, dim, X.shape[1], T)
+        return X.unsqueeze(1) if X.dim() == 3 else X
+
+    B4, C4 = four(B), four(C)
+    groups = math.lcm(B4.shape[1], C4.shape[1])
+
+    def widen(X):
+        g = X.shape[1]
+        if g == groups:
+            return X
+        return X[:, :, None].expand(batch, g, groups // g, *X.shape[2:]).reshape(batch, groups, *X.shape[2:])
+
+    return widen(B4), widen(C4)
+
+
 def selective_scan_apply(
     backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise layouts (contiguous, B/C 4-D, int8 resets, int32 cu_seqlens) and run the registered op."""
-    squeeze_b, squeeze_c = B.dim() == 3, C.dim() == 3
-    B4 = B.unsqueeze(1) if squeeze_b else B
-    C4 = C.unsqueeze(1) if squeeze_c else C
+    """Normalise layouts (contiguous, B/C 4-D with one group count, int8 resets, int32 cu_seqlens) and run the
+    registered op."""
+    B4, C4 = _as_groups(B, C, u.shape)
     T = u.shape[-1]
     if backend == "triton":
         reason = triton_unsupported(A, u.shape[1], B4.shape[1])

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from coldstream.model.readouts import box_tracking, camera_pose, classification, depth, point_tracking  # noqa: F401
 from coldstream.model.readouts.base import READOUTS, Readout, ReadoutState, StatelessReadout
-from coldstream.model.readouts.box_tracking import BoxTrackingReadout, box_iou, box_tracking_loss, mean_iou
+from coldstream.model.readouts.box_tracking import (
+    BoxTrackingReadout,
+    box_iou,
+    box_tracking_loss,
+    mean_iou,
+    track_iou,
+)
 from coldstream.model.readouts.camera_pose import (
     CameraPoseLoss,
     CameraPoseReadout,
+    absolute_trajectory_error,
+    compose_relative,
     matrix_to_rotation_6d,
     rotation_6d_to_matrix,
     rotation_angle,
+    rpe_errors,
     rpe_translation,
 )
 from coldstream.model.readouts.classification import (
@@ -20,7 +29,7 @@ from coldstream.model.readouts.classification import (
     classification_loss,
     top1_accuracy,
 )
-from coldstream.model.readouts.depth import DepthReadout, abs_rel, depth_loss
+from coldstream.model.readouts.depth import DepthReadout, abs_rel, delta_accuracy, depth_frame_metrics, depth_loss
 from coldstream.model.readouts.point_tracking import (
     PointTrackingReadout,
     average_jaccard,
@@ -54,11 +63,15 @@ __all__ = [
     "ReadoutState",
     "StatelessReadout",
     "abs_rel",
+    "absolute_trajectory_error",
     "average_jaccard",
     "box_iou",
     "box_tracking_loss",
     "build_readout",
     "classification_loss",
+    "compose_relative",
+    "delta_accuracy",
+    "depth_frame_metrics",
     "depth_loss",
     "jaccard_terms",
     "matrix_to_rotation_6d",
@@ -66,6 +79,8 @@ __all__ = [
     "point_tracking_loss",
     "rotation_6d_to_matrix",
     "rotation_angle",
+    "rpe_errors",
     "rpe_translation",
     "top1_accuracy",
+    "track_iou",
 ]

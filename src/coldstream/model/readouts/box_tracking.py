@@ -136,10 +136,17 @@ def box_tracking_loss(
     return l1_weight * l1 + giou_weight * ((1 - giou) * m).sum() / denom
 
 
-def mean_iou(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """mIoU: IoU per frame, averaged over each track's valid frames, then over tracks. ``[B, T, 4]`` cxcywh."""
+def track_iou(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU per frame averaged over each track's valid frames: ``(per-track IoU [B], counted [B])``, where a track
+    with no valid frame is not counted (its IoU is 0). ``[B, T, 4]`` cxcywh; ``valid`` ``[B, T]``."""
     iou, _ = box_iou(pred, target)
     m = _valid(valid, pred).float()
-    per_track = (iou * m).sum(-1) / m.sum(-1).clamp(min=1)
-    keep = m.sum(-1) > 0
+    return (iou * m).sum(-1) / m.sum(-1).clamp(min=1), m.sum(-1) > 0
+
+
+def mean_iou(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """mIoU: IoU per frame, averaged over each track's valid frames, then over tracks. ``[B, T, 4]`` cxcywh."""
+    per_track, keep = track_iou(pred, target, valid)
     return per_track[keep].mean() if keep.any() else per_track.new_tensor(float("nan"))

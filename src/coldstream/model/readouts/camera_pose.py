@@ -103,3 +103,57 @@ def rpe_translation(pred: torch.Tensor, target_translation: torch.Tensor, valid:
     m = _frames_mask(pred.shape[:2], valid, pred.device).float()
     err = (pred[..., :3].float() - target_translation.float()).norm(dim=-1)
     return 1000.0 * (err * m).sum() / m.sum().clamp(min=1)
+
+
+def rpe_errors(
+    pred: torch.Tensor, target_translation: torch.Tensor, target_rotation: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative pose error per frame (Sturm et al. 2012 with a one-frame step): the error of the predicted t−1 -> t
+    motion against the true one, ``E_t = Q_t^{-1} P_t``; returns ``(|trans(E_t)|`` in the input unit ``[B, T]``,
+    ``angle(rot(E_t))`` in degrees ``[B, T])``. ``|trans(E_t)| = |t̂_t − t_t|`` (a rotation keeps lengths), so the
+    translation error is :func:`rpe_translation`'s. Frame 0 (no predecessor) is the caller's to mask."""
+    pred = pred.float()
+    trans = (pred[..., :3] - target_translation.float()).norm(dim=-1)
+    rot = torch.rad2deg(rotation_angle(rotation_6d_to_matrix(pred[..., 3:]), target_rotation.float()))
+    return trans, rot
+
+
+def compose_relative(translation: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Camera positions ``[B, T, 3]`` in frame 0's camera from relative poses (t−1 -> t; frame 0's is ignored):
+    ``P_0 = I``, ``P_t = P_{t−1} [R_t | t_t]``. ``translation`` ``[B, T, 3]``, ``rotation`` ``[B, T, 3, 3]``."""
+    b, t = translation.shape[:2]
+    rot = torch.eye(3, dtype=translation.dtype, device=translation.device).expand(b, 3, 3)
+    pos = translation.new_zeros(b, 3)
+    out = [pos]
+    for k in range(1, t):
+        pos = pos + (rot @ translation[:, k, :, None])[..., 0]
+        rot = rot @ rotation[:, k]
+        out.append(pos)
+    return torch.stack(out, dim=1)
+
+
+def rigid_align(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """``src`` ``[B, T, 3]`` moved by the rotation and translation that best fit it to ``dst`` in least squares
+    (Umeyama 1991 without scale; a reflection is never used)."""
+    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.transpose(1, 2) @ xs / src.shape[1]  # [B, 3, 3]
+    u, _, vh = torch.linalg.svd(cov)
+    s = torch.ones(src.shape[0], 3, dtype=src.dtype, device=src.device)
+    s[:, 2] = torch.sign(torch.linalg.det(u @ vh))
+    s[:, 2] = torch.where(s[:, 2] == 0, torch.ones_like(s[:, 2]), s[:, 2])
+    rot = u @ torch.diag_embed(s) @ vh
+    return (rot @ xs.transpose(1, 2)).transpose(1, 2) + mu_d
+
+
+def absolute_trajectory_error(
+    pred: torch.Tensor, target_translation: torch.Tensor, target_rotation: torch.Tensor
+) -> torch.Tensor:
+    """ATE per clip ``[B]`` (input unit): both trajectories are composed from their relative poses
+    (:func:`compose_relative`), the predicted camera positions rigidly aligned to the true ones (rotation and
+    translation, no scale: the readout predicts metres), then the RMSE of the position differences over the T
+    frames (Sturm et al. 2012)."""
+    pred = pred.float()
+    p = compose_relative(pred[..., :3], rotation_6d_to_matrix(pred[..., 3:]))
+    g = compose_relative(target_translation.float(), target_rotation.float())
+    return (rigid_align(p, g) - g).norm(dim=-1).pow(2).mean(1).sqrt()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from coldstream.errors import InputError
@@ -60,6 +62,46 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
     return ((pred.float() - target.float()).abs() * m).sum() / m.sum().clamp(min=1)
 
 
+def depth_frame_metrics(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    median_scale: bool = False,
+    min_depth: float = 1e-3,
+    threshold: float = 1.25,
+) -> dict[str, torch.Tensor]:
+    """Per-frame depth metrics over valid pixels (d > ``min_depth``), frames flattened from ``[..., H, W]``:
+
+    * ``abs_rel`` = mean |d̂ − d| / d;
+    * ``delta`` = the fraction of pixels with max(d̂ / d, d / d̂) < ``threshold`` (δ < 1.25; a prediction <= 0
+      counts as wrong);
+    * ``counted``: whether the frame has a valid pixel (the others are 0 in both and must be left out).
+
+    ``median_scale=True`` first rescales each frame's prediction by median(d) / median(d̂) (the monocular protocol;
+    off by default since the readout regresses metric depth).
+    """
+    p = pred.float().flatten(0, -3).flatten(1)
+    g = target.float().flatten(0, -3).flatten(1)
+    m = _depth_valid(target, valid, min_depth).flatten(0, -3).flatten(1)
+    rel, delta, counted = [], [], []
+    for pi, gi, mi in zip(p, g, m, strict=True):
+        if not mi.any():
+            rel.append(p.new_zeros(()))
+            delta.append(p.new_zeros(()))
+            counted.append(False)
+            continue
+        pv, gv = pi[mi], gi[mi]
+        if median_scale:
+            pv = pv * (gv.median() / pv.median())
+        rel.append(((pv - gv).abs() / gv).mean())
+        ratio = torch.where(pv > 0, torch.maximum(pv / gv, gv / pv.clamp(min=1e-12)), torch.full_like(pv, math.inf))
+        delta.append((ratio < threshold).float().mean())
+        counted.append(True)
+    if not rel:
+        return {k: p.new_zeros(0) for k in ("abs_rel", "delta")} | {"counted": torch.zeros(0, dtype=torch.bool)}
+    return {"abs_rel": torch.stack(rel), "delta": torch.stack(delta), "counted": torch.tensor(counted)}
+
+
 def abs_rel(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -72,15 +114,21 @@ def abs_rel(
     ``median_scale=True`` first rescales each frame's prediction by median(d) / median(d̂) (the monocular protocol;
     off by default since the readout regresses metric depth). ``[..., H, W]``.
     """
-    p = pred.float().flatten(0, -3).flatten(1)
-    g = target.float().flatten(0, -3).flatten(1)
-    m = _depth_valid(target, valid, min_depth).flatten(0, -3).flatten(1)
-    vals = []
-    for pi, gi, mi in zip(p, g, m, strict=True):
-        if not mi.any():
-            continue
-        pv, gv = pi[mi], gi[mi]
-        if median_scale:
-            pv = pv * (gv.median() / pv.median())
-        vals.append(((pv - gv).abs() / gv).mean())
-    return torch.stack(vals).mean() if vals else p.new_tensor(float("nan"))
+    m = depth_frame_metrics(pred, target, valid, median_scale, min_depth)
+    vals = m["abs_rel"][m["counted"].to(m["abs_rel"].device)]
+    return vals.mean() if len(vals) else pred.new_tensor(float("nan"), dtype=torch.float32)
+
+
+def delta_accuracy(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    median_scale: bool = False,
+    min_depth: float = 1e-3,
+    threshold: float = 1.25,
+) -> torch.Tensor:
+    """δ < ``threshold``: the fraction of valid pixels with max(d̂ / d, d / d̂) < threshold, per frame, then averaged
+    over frames (see :func:`depth_frame_metrics`)."""
+    m = depth_frame_metrics(pred, target, valid, median_scale, min_depth, threshold)
+    vals = m["delta"][m["counted"].to(m["delta"].device)]
+    return vals.mean() if len(vals) else pred.new_tensor(float("nan"), dtype=torch.float32)

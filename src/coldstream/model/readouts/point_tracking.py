@@ -144,6 +144,7 @@ def point_tracking_loss(
     huber_delta: float = 4.0,
     uncertainty_threshold: float = 8.0,
     weights: tuple[float, float, float] = (0.05, 1.0, 1.0),
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """TAPIR-style loss (the paper does not publish its loss; our choice): Huber on pixel positions (δ = 4 px, visible
     frames), BCE on visibility (all frames), BCE on uncertainty with target "position error > 8 px" (visible frames,
@@ -152,6 +153,7 @@ def point_tracking_loss(
     Args:
         out: the readout's dict, ``[B, (Q,) T, ...]``. target_points: ``[B, (Q,) T, 2]`` in [0, 1].
         target_visible: ``[B, (Q,) T]`` bool. query_frames: ``[B, (Q,)]`` (default 0). image_size: pixels per unit.
+        valid: ``[B, (Q,)]`` bool, the tracks that count (default all; padding queries are False).
     """
     pred = out["pred_points"].float()
     if pred.shape != target_points.shape:
@@ -160,6 +162,8 @@ def point_tracking_loss(
     if query_frames is None:
         query_frames = torch.zeros(pred.shape[:-2], dtype=torch.long, device=pred.device)
     not_query = torch.arange(t, device=pred.device) != query_frames[..., None]
+    if valid is not None:
+        not_query = not_query & valid.bool()[..., None]
     vis = target_visible.bool()
     pos_mask = (vis & not_query).float()
     err = (pred - target_points.float()) * image_size
@@ -182,6 +186,7 @@ def jaccard_terms(
     query_frames: torch.Tensor | None = None,
     thresholds: tuple[float, ...] = (1, 2, 4, 8, 16),
     size: tuple[int, int] = (256, 256),
+    valid: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """TAP-Vid metrics per video: Jaccard at each pixel threshold, AJ, ``<δ^x_avg`` and occlusion accuracy.
 
@@ -190,7 +195,7 @@ def jaccard_terms(
 
     Args:
         pred_points, gt_points: ``[B, (Q,) T, 2]``. pred_visible, gt_visible: ``[B, (Q,) T]`` bool.
-        query_frames: ``[B, (Q,)]`` (default 0).
+        query_frames: ``[B, (Q,)]`` (default 0). valid: ``[B, (Q,)]`` bool, the tracks that count (default all).
     Returns:
         per-video tensors ``[B]``: ``jaccard_{δ}``, ``average_jaccard``, ``position_accuracy``, ``occlusion_accuracy``.
     """
@@ -200,10 +205,14 @@ def jaccard_terms(
         )
         if query_frames is not None:
             query_frames = query_frames[:, None]
+        if valid is not None:
+            valid = valid[:, None]
     b, q, t, _ = gt_points.shape
     if query_frames is None:
         query_frames = torch.zeros(b, q, dtype=torch.long, device=gt_points.device)
     evaluated = torch.arange(t, device=gt_points.device) != query_frames[..., None]  # [B, Q, T]
+    if valid is not None:
+        evaluated = evaluated & valid.bool()[..., None]
     scale = torch.tensor(size, dtype=torch.float32, device=gt_points.device)
     dist = ((pred_points.float() - gt_points.float()) * scale).norm(dim=-1)
     gv, pv = gt_visible.bool(), pred_visible.bool()

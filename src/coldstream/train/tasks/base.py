@@ -4,6 +4,10 @@ model on them. Each task is registered in :data:`TASKS` under the name ``data.ta
 A task turns its options into :class:`TaskData`: the frames the frozen encoder must encode into the feature cache
 (``FrameJob`` s), the training and evaluation clips (``ClipItem`` s over those frames), the class names, and the
 sources it had to skip. ``coldstream.train.pipeline`` runs the extraction and hands the clips to the trainer.
+
+An :class:`Objective` is what the trainer needs of a task: a loss, metric sums that add over batches and ranks, and
+the metrics they summarise to. Classification is :class:`ClassificationObjective`; the dense tasks' objectives are
+in ``coldstream.train.tasks.dense``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,29 @@ class TaskData:
     notes: list[str] = field(default_factory=list)  # what the pipeline should tell the user (e.g. fetch failures)
 
 
-class ClassificationObjective:
+class Objective:
+    """Loss and metrics of a task.
+
+    * ``loss(outputs, targets)``: a 0-d tensor to minimise (``outputs``: the model's; ``targets``: the collated
+      targets of the batch, a tensor or a dict of them);
+    * ``metric_sums(outputs, targets)``: a dict of floats that add over batches and ranks, with ``"n"``;
+    * ``summarize(sums)``: the metrics (e.g. ``{"accuracy": correct / n, "n": n}``).
+
+    An objective with learned parameters of its own (camera pose's loss weights) is also an ``nn.Module``: the
+    trainer optimises its parameters with the model's and keeps its state in the checkpoint.
+    """
+
+    def loss(self, outputs, targets) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metric_sums(self, outputs, targets) -> dict[str, float]:
+        raise NotImplementedError
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class ClassificationObjective(Objective):
     """Loss and metrics for clip labels. Outputs are logits ``[B, T, C]`` (or ``[B, C]``); the clip's answer is the
     last frame's (top-1 accuracy); the loss is cross-entropy on each of the last ``loss_frames`` frames."""
 
@@ -70,13 +96,16 @@ class ClassificationObjective:
 
 
 class Task:
-    """Base of the registered tasks: clip classification from cached frozen features.
+    """Base of the registered tasks: clip classification from cached frozen features (the dense tasks override
+    :meth:`objective` and :attr:`readout`).
 
     Args:
         data: the job's data section (``data.options`` are checked against the task's ``Options`` dataclass).
         frame_size: the side S frames are preprocessed to (the model's ``frame_size``).
         seed: everything random in the data (trajectories, splits) derives from it.
     """
+
+    readout: str | None = None  # the readout (READOUTS name) the task needs; None: any classification head
 
     @dataclass(frozen=True)
     class Options:
@@ -93,5 +122,5 @@ class Task:
         """Jobs, clips and classes for features of ``encoder`` (which gives the normalisation)."""
         raise NotImplementedError
 
-    def objective(self, class_names: list[str], train: TrainConfig) -> ClassificationObjective:
+    def objective(self, class_names: list[str], train: TrainConfig) -> Objective:
         return ClassificationObjective(len(class_names), class_names, loss_frames=train.loss_frames)

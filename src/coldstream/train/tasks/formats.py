@@ -1,5 +1,6 @@
 """Input formats of the dense tasks (box and point tracking, depth, camera pose): one annotation file next to each
-video, validated on load.
+video, named after the video without its extension (``clip01.mp4`` -> ``clip01.boxes.json``), validated on load.
+The tasks that read them are in :mod:`coldstream.train.tasks.dense`.
 
 All coordinates are normalised to [0, 1] in the *preprocessed* frame (short-side resize + centre crop);
 ``frame`` is the display-order index of the video frame (the same index the feature cache uses).

@@ -190,15 +190,24 @@ def video_clips(records: list[VideoRecord], frames: int, fps: float, frame_size:
         lo = int(r.start * info.fps) if r.start is not None and info.fps else 0
         hi = min(info.num_frames, int(r.end * info.fps) + 1) if r.end is not None and info.fps else info.num_frames
         idx = [lo + k for k in centered_clip_indices(max(1, hi - lo), frames, stride)]
-        vkey = video_key(file_content_hash(r.path), {"decode": "native-frame-index"})
-
-        def load(ix, path=str(r.path)):
-            with open_video(path, output="float", size=frame_size, mean=encoder.mean, std=encoder.std) as s:
-                return s.get_frames(ix).data
-
-        jobs.append(FrameJob(vkey, sorted(set(idx)), load, str(r.path)))
-        items[i] = ClipItem(vkey, tuple(idx), r.label, str(r.path))
+        job = video_job(r.path, idx, frame_size, encoder)
+        jobs.append(job)
+        items[i] = ClipItem(job.vkey, tuple(idx), r.label, str(r.path))
     return jobs, items, bad
+
+
+def video_job(path: str | os.PathLike, frames, frame_size: int, encoder) -> FrameJob:
+    """The job that encodes ``frames`` (display-order indices) of the video at ``path``, preprocessed to
+    ``frame_size`` with ``encoder``'s normalisation; its ``vkey`` is the video's cache key."""
+    from coldstream.io import open_video
+
+    vkey = video_key(file_content_hash(path), {"decode": "native-frame-index"})
+
+    def load(ix, path=str(path)):
+        with open_video(path, output="float", size=frame_size, mean=encoder.mean, std=encoder.std) as s:
+            return s.get_frames(ix).data
+
+    return FrameJob(vkey, sorted(set(int(f) for f in frames)), load, str(path))
 
 
 class _VideoDatasetTask(Task):
