@@ -6,7 +6,7 @@ import torch
 
 from coldstream.train.demo import DemoConfig, format_table
 from coldstream.train.packaged import Source
-from coldstream.train.tasks import arrow, direction
+from coldstream.train.tasks import arrow, crop_tracks, direction
 
 
 def _photo(tmp_path, h=300, w=400):
@@ -79,6 +79,34 @@ def test_demo_table_has_every_row_and_source():
     }
     table = format_table(cfg, report)
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
+    tracks = {"average_jaccard": 0.4567, "delta_avg": 0.6, "occlusion_accuracy": 0.8, "clips_per_s": 50.0, "wall_s": 5}
+    table = format_table(cfg, {"direction": report["direction"], "tracks": {"rows": {"gmmix": tracks}}})
+    assert "point tracking (AJ" in table and "0.457" in table and "arrow" not in table
+    assert "| mean-pooled frames | 90.0% | - | 100 | 10 |" in table  # a row without a tracks result
+
+
+def test_crop_tracks_are_the_exact_motion_of_the_photo(tmp_path):
+    """A window moving right by v px per frame: every query point moves left by v / size per frame in crop
+    coordinates, leaves view past the left edge; the reversed clip moves the other way from its own first frame."""
+    photo = tmp_path / "p.png"
+    photo.write_bytes(b"not decoded: only hashed for the cache key")
+    traj = direction.Trajectory("p", str(photo), 0, 6.0, 10, 50, 288)
+    items = crop_tracks.track_items([traj], 96, 24, 16, 4, points=5)
+    assert len(items) == 6 and items[1].frames == items[0].frames[::-1]
+    for it in items:
+        q, pts, vis = it.inputs["query_points"], it.label["points"], it.label["visible"]
+        step = 6.0 / 96 * (1 if it.frames[0] < it.frames[1] else -1)
+        t = torch.arange(16, dtype=torch.float32)
+        want = q[:, None, 0] - step * t  # x moves against the window; y stays
+        inside = (want >= 0) & (want < 1)
+        assert torch.equal(vis, inside) and vis[:, 0].all()
+        torch.testing.assert_close(pts[..., 0][vis], want[vis])
+        torch.testing.assert_close(pts[..., 1][vis], q[:, None, 1].expand(5, 16)[vis])
+        assert (pts[~vis] == 0).all() and it.label["valid"].all() and (it.label["query_frames"] == 0).all()
+    again = crop_tracks.track_items([traj], 96, 24, 16, 4, points=5)
+    assert all(
+        torch.equal(a.inputs["query_points"], b.inputs["query_points"]) for a, b in zip(items, again, strict=True)
+    )
 
 
 def _shift_matched_direction(grid: torch.Tensor) -> int:

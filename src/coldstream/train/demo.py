@@ -6,8 +6,10 @@ evaluates one model per row (a core each: the rows are components, the baselines
 source, and prints one table:
 
 * direction of motion (8 classes; held-out photos; ``coldstream.train.tasks.direction``),
-* arrow of time (2 classes; source videos held out fold by fold, every video tested once; per-source accuracy;
-  ``coldstream.train.tasks.arrow``).
+* point tracking on the same moving crops (exact tracks of query points, occlusion when they leave the window;
+  held-out photos; ``coldstream.train.tasks.crop_tracks``), reading direction's cached frames,
+* optionally (``tasks=[direction,tracks,arrow]``) arrow of time (2 classes; source videos held out fold by fold,
+  every video tested once; per-source accuracy; ``coldstream.train.tasks.arrow``).
 
 It composes the same pieces as ``coldstream train``: tasks, ``pipeline`` (cache key, cache, extraction, model) and
 the ``Trainer``. Everything is in :class:`DemoConfig` (``configs/demo.yaml``; ``key=value`` overrides).
@@ -37,6 +39,7 @@ from coldstream.train.packaged import fetch_packaged_data
 from coldstream.train.pipeline import build_model, cache_key, open_cache, prepare
 from coldstream.train.tasks.arrow import CLASS_NAMES as ARROW_CLASSES
 from coldstream.train.tasks.arrow import ArrowOptions, ArrowTask, folds_of
+from coldstream.train.tasks.crop_tracks import CropTracksTask
 from coldstream.train.tasks.direction import DirectionOptions, DirectionTask
 from coldstream.train.trainer import Trainer
 
@@ -65,11 +68,21 @@ class DemoArrow(ArrowOptions):
 
 
 @dataclass(frozen=True)
+class DemoTracks:
+    """Point tracking on the direction task's crops (``crop_tracks``): queries, clips, epochs and its head."""
+
+    points: int = 8  # query points per clip
+    window_step: int = 8  # frames between window starts (direction's trajectories and cache, fewer windows)
+    epochs: int = 1  # training epochs per row
+    readout_options: dict = field(default_factory=lambda: {"width": 64, "num_heads": 2, "hidden": 64})
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     """The main job."""
 
     rows: tuple[str, ...] = ("gmmix", "rvmrnn", "identity", "meanpool")  # the core of each row
-    tasks: tuple[str, ...] = ("direction", "arrow")  # which tasks to run
+    tasks: tuple[str, ...] = ("direction", "tracks")  # which tasks to run (also: "arrow")
     frames: int = 16  # clip length T
     data_dir: str = ""  # packaged data ("" = $COLDSTREAM_DATA or ~/.cache/coldstream/data)
     cache_dir: str = ""  # feature cache ("" = <data_dir>/../features)
@@ -83,6 +96,7 @@ class DemoConfig:
         }
     )  # per row, for build_core
     direction: DemoDirection = field(default_factory=DemoDirection)
+    tracks: DemoTracks = field(default_factory=DemoTracks)
     arrow: DemoArrow = field(default_factory=DemoArrow)
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(
@@ -100,11 +114,12 @@ def _options(section) -> dict:
     return {k: v for k, v in dataclasses.asdict(section).items() if k != "epochs"}
 
 
-def _fit(cfg: DemoConfig, row: str, encoder, task, class_names, train, test, cache, out: Path, epochs: int):
-    """Train and evaluate one row: a VideoModel with core ``row`` over the cached features."""
+def _fit(cfg: DemoConfig, row: str, encoder, task, class_names, train, test, cache, out: Path, epochs: int, **model):
+    """Train and evaluate one row: a VideoModel with core ``row`` over the cached features (``model``: changes to
+    ``cfg.model``, e.g. another readout)."""
     job = JobConfig(
         model=dataclasses.replace(
-            cfg.model, core=row, core_options={**cfg.model.core_options, **cfg.core_options.get(row, {})}
+            cfg.model, core=row, core_options={**cfg.model.core_options, **cfg.core_options.get(row, {})}, **model
         ),
         optim=cfg.optim,
         train=dataclasses.replace(cfg.train, epochs=epochs, out_dir=str(out)),
@@ -153,6 +168,34 @@ def run_direction(cfg: DemoConfig, encoder, cache, report, log) -> dict:
     return out
 
 
+def run_tracks(cfg: DemoConfig, encoder, cache, report, log) -> dict:
+    """Point tracking on the direction task's crops: the same trajectories, split and cached frames."""
+    data = DataConfig(
+        task="crop_tracks", root=cfg.data_dir, frames=cfg.frames, clips_per_source=cfg.direction.per_photo,
+        options={**_options(cfg.direction), "points": cfg.tracks.points, "window_step": cfg.tracks.window_step},
+    )  # fmt: skip
+    task = CropTracksTask(data, cfg.model.frame_size, seed=cfg.train.seed)
+    prepared = prepare(task, encoder, cache, batch_size=64, show_progress=True, log=lambda *_: None)
+    train, test = prepared.train.items, prepared.eval.items
+    rep = prepared.extraction
+    log(f"tracks: {len(train)} train / {len(test)} test clips, {cfg.tracks.points} query points each; {rep.summary()}")
+    report["extract"]["tracks"] = {"frames": rep.encoded_frames, "cached": rep.cached_frames, "s": rep.seconds}
+    out = {}
+    for row in cfg.rows:
+        trainer, summary, wall = _fit(cfg, row, encoder, task, [], train, test, cache,
+                                      Path(cfg.out_dir) / "tracks" / row, cfg.tracks.epochs, readout="pt",
+                                      readout_options=dict(cfg.tracks.readout_options))  # fmt: skip
+        ev = summary["final"] if "average_jaccard" in summary["final"] else trainer.evaluate(CachedClips(cache, test))
+        out[row] = {"average_jaccard": ev["average_jaccard"], "delta_avg": ev["delta_avg"],
+                    "occlusion_accuracy": ev["occlusion_accuracy"], "n_test": int(ev["n"]),
+                    "clips_per_s": summary["clips_per_s"], "wall_s": wall}  # fmt: skip
+        log(f"tracks     {ROW_NAMES.get(row, row):<26} AJ {ev['average_jaccard']:.3f}  delta_avg "
+            f"{ev['delta_avg']:.3f}  occlusion acc {ev['occlusion_accuracy']:.3f}  "
+            f"{summary['clips_per_s']:.0f} clips/s  {wall:.0f} s")  # fmt: skip
+    report["tracks"] = {"train_clips": len(train), "test_clips": len(test), "rows": out}
+    return out
+
+
 def run_arrow(cfg: DemoConfig, encoder, cache, report, log) -> dict:
     data = DataConfig(task="arrow", root=cfg.data_dir, frames=cfg.frames, options=_options(cfg.arrow))
     task = ArrowTask(data, cfg.model.frame_size, seed=cfg.train.seed)
@@ -196,26 +239,40 @@ def run_arrow(cfg: DemoConfig, encoder, cache, report, log) -> dict:
     return out
 
 
+COLUMNS = {  # task -> (column title, metric key, format)
+    "direction": ("direction of motion (8-way accuracy, held-out photos)", "accuracy", "{:.1%}"),
+    "tracks": ("point tracking (AJ, held-out photos)", "average_jaccard", "{:.3f}"),
+    "arrow": ("arrow of time (2-way accuracy, held-out videos)", "accuracy", "{:.1%}"),
+}
+
+
 def format_table(cfg: DemoConfig, report: dict) -> str:
-    """The one table: rows x (direction acc, arrow acc, clips/s, wall)."""
-    d, a = report.get("direction", {}).get("rows", {}), report.get("arrow", {}).get("rows", {})
+    """The one table: rows x (one metric per task run, mean train clips/s, wall s)."""
+    tasks = [t for t in COLUMNS if t in report]
     lines = [
-        "| model | direction of motion (8-way, held-out photos) | arrow of time (2-way, held-out videos) "
-        "| train clips/s | wall s |",
-        "|---|---|---|---|---|",
+        "| model | " + " | ".join(COLUMNS[t][0] for t in tasks) + " | train clips/s | wall s |",
+        "|---|" + "---|" * (len(tasks) + 2),
     ]
     for row in cfg.rows:
-        dr, ar = d.get(row), a.get(row)
-        rates = [x["clips_per_s"] for x in (dr, ar) if x]
-        wall = sum(x["wall_s"] for x in (dr, ar) if x)
-        lines.append(
-            f"| {ROW_NAMES.get(row, row)} | {dr['accuracy'] * 100:.1f}% |"
-            if dr
-            else f"| {ROW_NAMES.get(row, row)} | - |"
-        )
-        lines[-1] += f" {ar['accuracy'] * 100:.1f}% |" if ar else " - |"
-        lines[-1] += f" {sum(rates) / len(rates):.0f} | {wall:.0f} |" if rates else " - | - |"
-    if a:
+        cells, rates, wall = [], [], 0.0
+        for t in tasks:
+            r = report[t]["rows"].get(row)
+            _, key, fmt = COLUMNS[t]
+            cells.append(fmt.format(r[key]) if r else "-")
+            if r:
+                rates.append(r["clips_per_s"])
+                wall += r["wall_s"]
+        rate = f"{sum(rates) / len(rates):.0f}" if rates else "-"
+        lines.append(f"| {ROW_NAMES.get(row, row)} | " + " | ".join(cells) + f" | {rate} | {wall:.0f} |")
+    if "tracks" in report:
+        lines.append("")
+        lines.append("| point tracking, held-out photos | AJ | delta_avg | occlusion accuracy |")
+        lines.append("|---|---|---|---|")
+        for row, r in report["tracks"]["rows"].items():
+            lines.append(f"| {ROW_NAMES.get(row, row)} | {r['average_jaccard']:.3f} | {r['delta_avg']:.3f} | "
+                         f"{r['occlusion_accuracy']:.1%} |")  # fmt: skip
+    if "arrow" in report:
+        a = report["arrow"]["rows"]
         lines.append("")
         srcs = list(next(iter(a.values()))["per_source"])
         lines.append("| arrow of time, per held-out source | " + " | ".join(srcs) + " |")
@@ -233,6 +290,11 @@ baseline cannot separate a direction from its opposite (<= 50% on direction) nor
 on arrow). The identity core sees only the last frame; what a single frame can still give away is not motion but
 content: where the crop window sits in its photo (a window that moved right tends to end near the photo's right
 side), or how a video's scene looks near its start vs its end (arrow).
+Point tracking: given points in the first frame, where is each one (and is it still in view) in every later frame.
+The content moved with the window since frame 0, which no single frame shows: the identity core can only guess from
+the query's position and the current frame (e.g. "it stayed put", or that points near the edge the window leaves
+from vanish); the mean-pooled core sees the running average of the frames so far, a blur of the path without its
+order.
 A temporal core only shows temporal understanding where it beats both baselines on held-out sources."""
 
 
@@ -259,11 +321,15 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                     "feature_shape": list(key.feature_shape)},
         "extract": {},
     }  # fmt: skip
-    runs = {"direction": run_direction, "arrow": run_arrow}
+    runs = {"direction": run_direction, "tracks": run_tracks, "arrow": run_arrow}
+    caches = {}  # tracks reads direction's frames: one cache, emptied once per run
     for task in cfg.tasks:
         if task not in runs:
             raise ColdstreamError(f"unknown demo task {task!r}; known: {', '.join(runs)}")
-        runs[task](cfg, encoder, open_cache(cache_root / task, key, rebuild=True), report, log)
+        name = "direction" if task == "tracks" else task
+        if name not in caches:
+            caches[name] = open_cache(cache_root / name, key, rebuild=True)
+        runs[task](cfg, encoder, caches[name], report, log)
     report["wall_s"] = time.perf_counter() - t_start
     table = format_table(cfg, report)
     report["table"] = table

@@ -189,24 +189,43 @@ class DirectionTask(Task):
 
     Options = DirectionOptions
 
-    def data(self, encoder) -> TaskData:
+    def trajectories(self) -> tuple[list[Trajectory], set[str], list[str]]:
+        """``(trajectories, held-out photo names, fetch problems)``: everything the clips are cut from."""
         d, o, size = self.data_cfg, self.options, self.frame_size
         root, problems = fetch_packaged_data(d.root or None, verbose=True)
         photos = [p for p in photo_sources(root) if min(read_image(p.path).shape[:2]) >= o.min_side]
         if len(photos) < 4:
             raise DataError(f"only {len(photos)} photos found; install scikit-image and/or fetch opencv-doc")
-        train_names, test_names = split_by_source([p.name for p in photos], o.test_frac)
-        tf = max(d.frames, o.traj_frames)
+        _, test_names = split_by_source([p.name for p in photos], o.test_frac)
         trajs = make_trajectories(
-            photos, d.clips_per_source or o.per_photo, size, tf, seed=self.seed, speed=tuple(o.speed),
+            photos, d.clips_per_source or o.per_photo, size, self.traj_frames, seed=self.seed, speed=tuple(o.speed),
             photo_scale=o.photo_scale, views=o.views,
         )  # fmt: skip
-        jobs = [
+        return trajs, test_names, problems
+
+    @property
+    def traj_frames(self) -> int:
+        return max(self.data_cfg.frames, self.options.traj_frames)
+
+    def jobs(self, trajs: list[Trajectory], encoder) -> list[FrameJob]:
+        """One job per trajectory: its frames, rendered and encoded once (direction and crop tracks share them)."""
+        size, tf = self.frame_size, self.traj_frames
+        return [
             FrameJob(trajectory_key(t, size, tf), list(range(tf)), frame_loader(t, size, tf, encoder.mean, encoder.std),
                      t.source)
             for t in trajs
         ]  # fmt: skip
-        items = clip_items(trajs, size, tf, d.frames, o.window_step)
-        train = [i for i in items if i.source in train_names]
+
+    def clips(self, trajs: list[Trajectory]) -> list[ClipItem]:
+        return clip_items(trajs, self.frame_size, self.traj_frames, self.data_cfg.frames, self.options.window_step)
+
+    def class_names(self) -> list[str]:
+        return DIRECTION_NAMES
+
+    def data(self, encoder) -> TaskData:
+        trajs, test_names, problems = self.trajectories()
+        items = self.clips(trajs)
+        train = [i for i in items if i.source not in test_names]
         test = [i for i in items if i.source in test_names]
-        return TaskData(jobs, train, test, DIRECTION_NAMES, notes=[f"could not fetch {p}" for p in problems])
+        notes = [f"could not fetch {p}" for p in problems]
+        return TaskData(self.jobs(trajs, encoder), train, test, self.class_names(), notes=notes)
