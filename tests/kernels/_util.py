@@ -63,6 +63,7 @@ def assert_all_close(actual, expected, dtype: torch.dtype, kind: str, names: Seq
 
 
 SM90_PRELUDE = r"""
+import re
 import subprocess
 import triton
 from triton.backends.compiler import GPUTarget
@@ -83,15 +84,29 @@ def ptxas_spills(kernel):
     out = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", "k.ptx", "-o", "k.o"],
                          capture_output=True, text=True, check=True).stderr
     return " ".join(line.strip() for line in out.splitlines() if "spill" in line)
+
+
+def sass_atomics(kernel):  # global or shared atomics (ATOM, ATOMG, ATOMS, RED, REDG) in the kernel's SASS
+    with open("k.cubin", "wb") as f:
+        f.write(kernel.asm["cubin"])
+    sass = subprocess.run([triton.knobs.nvidia.cuobjdump.path, "-sass", "k.cubin"],
+                          capture_output=True, text=True, check=True).stdout
+    return len(re.findall(r"\b(?:ATOM[GS]?|REDG?)\.", sass))
 """
 
 
 def run_sm90(script: str, cwd) -> str:
     """Run ``SM90_PRELUDE + script`` (compiles for an H100 without a GPU) and return what it prints.
 
-    A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter."""
+    A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter. It
+    runs in ``cwd`` with the directory of the ``coldstream`` this process imported first on its path, so that it
+    compiles the same source (a relative ``PYTHONPATH`` would otherwise resolve elsewhere, or to an installed copy)."""
     pytest.importorskip("triton.backends.nvidia")
-    env = dict(os.environ, TRITON_INTERPRET="0")
+    import coldstream
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(coldstream.__file__)))
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=path)
     run = subprocess.run(
         [sys.executable, "-c", SM90_PRELUDE + script], env=env, capture_output=True, text=True, timeout=300, cwd=cwd
     )
