@@ -67,7 +67,9 @@ import re
 import subprocess
 import triton
 from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import CUDABackend
 from triton.compiler import ASTSource
+from triton.runtime.jit import MockTensor, native_specialize_impl
 
 
 def compile_sm90(fn, signature, constexprs, num_warps, attrs=None, **options):
@@ -76,6 +78,29 @@ def compile_sm90(fn, signature, constexprs, num_warps, attrs=None, **options):
     kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, **options})
     assert "cubin" in kernel.asm, "no cubin"
     return kernel
+
+
+def jit_compile_sm90(fn, args, num_warps, **options):
+    # fn compiled as fn[grid](**args) would compile it on a GPU. Constexpr parameters take their value. Every other
+    # argument goes through Triton's own launch-time specialisation (native_specialize_impl, with the parameter's
+    # do_not_specialize / do_not_specialize_on_alignment flags): an int equal to 1 or None becomes a constexpr, an
+    # int divisible by 16 gets tt.divisibility=16. A pointer is given as its torch dtype and taken to be 16-byte
+    # aligned, as a fresh torch allocation is (MockTensor's address is 0), so it gets tt.divisibility=16 too.
+    signature, constexprs, attrs = {}, {}, {}
+    for i, p in enumerate(fn.params):
+        value = args[p.name]
+        if p.is_constexpr:
+            signature[p.name], constexprs[p.name] = "constexpr", value
+            continue
+        value = MockTensor.wrap_dtype(value)
+        ty, key = native_specialize_impl(CUDABackend, value, p.is_const, not p.do_not_specialize,
+                                         not p.do_not_specialize_on_alignment)
+        signature[p.name] = ty
+        if ty == "constexpr":
+            constexprs[p.name] = value
+        elif key:
+            attrs[(i,)] = CUDABackend.parse_attr(key)
+    return compile_sm90(fn, signature, constexprs, num_warps, attrs=attrs, **options)
 
 
 def ptxas_spills(kernel):

@@ -31,7 +31,7 @@ FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
 MAX_PAIRS = 16  # backward: (sequence, channel block) pairs per program at most (_bwd_split) ...
 PROGRAMS_PER_ROW_GROUP = 8192  # ... one more pair per program for every this many pairs in the launch
-BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 254 at the defaults on sm_90)
+BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 219 at the bench shape, sm_90)
 STEP_BLOCK_D = 64  # streaming step: [64, N] state tile per program, 8 fp32 per thread with 4 warps
 STEP_NUM_WARPS = 4
 
