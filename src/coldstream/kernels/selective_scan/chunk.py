@@ -274,12 +274,17 @@ def selective_scan_bwd_kernel(
                     t = bos + c * K + offs_k
                     mask_t = t < eos
                     m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
-                    u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                     # every load of the chunk before the first layout conversion's barrier, so that their
                     # latencies overlap instead of adding up: time in order (t), reversed (tr), and the step after
                     # each reversed one (tn), whose decay couples g_t to g_{t+1} (1 past the end: dlast flows to
                     # the last step)
+                    # what this program's previous blocks summed into the dB/dC partial (nothing in its first)
+                    part_off = part + bc_base + t[:, None]  # [K, N]
+                    mask_part = mask_t[:, None] & all_n
+                    dC_prev = tl.load(dC_ptr + part_off, mask=mask_part & accumulate, other=0.0)
+                    dB_prev = tl.load(dB_ptr + part_off, mask=mask_part & accumulate, other=0.0)
+                    u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                     dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
                     tr = bos + c * K + (K - 1 - offs_k)
                     mask_tr = tr < eos
@@ -297,15 +302,10 @@ def selective_scan_bwd_kernel(
                     if HAS_RESETS:
                         rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
                         rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
-                    # B and C last: Triton converts their layout (a barrier) right after loading them; then what
-                    # the previous blocks summed into the dB/dC partial (nothing in the first block)
+                    # B and C last: Triton converts their layout (a barrier) right after loading them
                     Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
                     Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
                     Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
-                    part_off = part + bc_base + t[:, None]  # [K, N]
-                    mask_part = mask_t[:, None] & all_n
-                    dC_prev = tl.load(dC_ptr + part_off, mask=mask_part & accumulate, other=0.0)
-                    dB_prev = tl.load(dB_ptr + part_off, mask=mask_part & accumulate, other=0.0)
                     if HAS_BIAS:
                         dt_raw += bias[None, :]
                     if SOFTPLUS:
