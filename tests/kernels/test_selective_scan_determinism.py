@@ -71,8 +71,8 @@ def test_backward_is_bitwise_repeatable_and_matches_oracle(small_split, name):
 
 
 def _assert_cuda_gradients_repeat_bitwise(groups):
-    # 1608 sequences x 1024 channels: 6 sequences x 2 channel blocks per program, 32 programs (8 per group with
-    # 4 groups) adding to each dB/dC row
+    # 1608 sequences x 1024 channels: 6 sequences x 2 channel blocks per program; each dB/dC row is the sum of 32
+    # partials (8 per group with 4 groups)
     x = [None if t is None else t.cuda() for t in cast(make_inputs(1608, 1024, 20, 16, groups, seed=2), torch.bfloat16)]
 
     def run():
