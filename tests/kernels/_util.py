@@ -63,10 +63,13 @@ def assert_all_close(actual, expected, dtype: torch.dtype, kind: str, names: Seq
 
 
 SM90_PRELUDE = r"""
+import re
 import subprocess
 import triton
 from triton.backends.compiler import GPUTarget
+from triton.backends.nvidia.compiler import CUDABackend
 from triton.compiler import ASTSource
+from triton.runtime.jit import MockTensor, native_specialize_impl
 
 
 def compile_sm90(fn, signature, constexprs, num_warps, attrs=None, **options):
@@ -77,21 +80,58 @@ def compile_sm90(fn, signature, constexprs, num_warps, attrs=None, **options):
     return kernel
 
 
+def jit_compile_sm90(fn, args, num_warps, **options):
+    # fn compiled as fn[grid](**args) would compile it on a GPU. Constexpr parameters take their value. Every other
+    # argument goes through Triton's own launch-time specialisation (native_specialize_impl, with the parameter's
+    # do_not_specialize / do_not_specialize_on_alignment flags): an int equal to 1 or None becomes a constexpr, an
+    # int divisible by 16 gets tt.divisibility=16. A pointer is given as its torch dtype and taken to be 16-byte
+    # aligned, as a fresh torch allocation is (MockTensor's address is 0), so it gets tt.divisibility=16 too.
+    signature, constexprs, attrs = {}, {}, {}
+    for i, p in enumerate(fn.params):
+        value = args[p.name]
+        if p.is_constexpr:
+            signature[p.name], constexprs[p.name] = "constexpr", value
+            continue
+        value = MockTensor.wrap_dtype(value)
+        ty, key = native_specialize_impl(CUDABackend, value, p.is_const, not p.do_not_specialize,
+                                         not p.do_not_specialize_on_alignment)
+        signature[p.name] = ty
+        if ty == "constexpr":
+            constexprs[p.name] = value
+        elif key:
+            attrs[(i,)] = CUDABackend.parse_attr(key)
+    return compile_sm90(fn, signature, constexprs, num_warps, attrs=attrs, **options)
+
+
 def ptxas_spills(kernel):
     with open("k.ptx", "w") as f:
         f.write(kernel.asm["ptx"])
     out = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", "k.ptx", "-o", "k.o"],
                          capture_output=True, text=True, check=True).stderr
     return " ".join(line.strip() for line in out.splitlines() if "spill" in line)
+
+
+def sass_atomics(kernel):  # global or shared atomics (ATOM, ATOMG, ATOMS, RED, REDG) in the kernel's SASS
+    with open("k.cubin", "wb") as f:
+        f.write(kernel.asm["cubin"])
+    sass = subprocess.run([triton.knobs.nvidia.cuobjdump.path, "-sass", "k.cubin"],
+                          capture_output=True, text=True, check=True).stdout
+    return len(re.findall(r"\b(?:ATOM[GS]?|REDG?)\.", sass))
 """
 
 
 def run_sm90(script: str, cwd) -> str:
     """Run ``SM90_PRELUDE + script`` (compiles for an H100 without a GPU) and return what it prints.
 
-    A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter."""
+    A subprocess with ``TRITON_INTERPRET=0``, since this test process defined the kernels for the interpreter. It
+    runs in ``cwd`` with the directory of the ``coldstream`` this process imported first on its path, so that it
+    compiles the same source (a relative ``PYTHONPATH`` would otherwise resolve elsewhere, or to an installed copy)."""
     pytest.importorskip("triton.backends.nvidia")
-    env = dict(os.environ, TRITON_INTERPRET="0")
+    import coldstream
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(coldstream.__file__)))
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=path)
     run = subprocess.run(
         [sys.executable, "-c", SM90_PRELUDE + script], env=env, capture_output=True, text=True, timeout=300, cwd=cwd
     )

@@ -1,6 +1,8 @@
 """Compile the selective-scan kernels for an H100 (sm_90) without a GPU: catches Triton compile errors before a GPU
 run, and guards what the defaults were chosen for: the forward's time loop stays inside each thread (no warp
-shuffles in the PTX), and the backward at its launch configuration spills nothing.
+shuffles in the PTX), and the backward at its launch configuration has no atomics (PTX and SASS) and spills
+nothing. The selective-scan kernels are compiled with the arguments ops.py passes at the bench shapes and the
+specialisation Triton's JIT gives them (``jit_compile_sm90`` in tests/kernels/_util.py).
 """
 
 from __future__ import annotations
@@ -10,32 +12,61 @@ import pytest
 from tests.kernels._util import run_sm90
 
 FWD_SCRIPT = r"""
+import torch
 from coldstream.kernels.selective_scan import ops
 from coldstream.kernels.selective_scan.chunk import selective_scan_fwd_seq_kernel as fn
 
-bf, f32 = "*bf16", "*fp32"
-types = dict(u_ptr=bf, delta_ptr=bf, AT_ptr=f32, BC_ptr="*i64", D_ptr=f32, z_ptr=bf, bias_ptr=f32, out_ptr=bf,
-             hlast_ptr=f32, ckpt_ptr=f32, y_ptr=bf)
-consts = dict(N=16, BLOCK_D=ops.FWD_BLOCK_D, K=ops.CHUNK, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
-              HAS_H0=False, HAS_RESETS=False, VARLEN=False, STORE_CKPT=False, STORE_Y=True, h0T_ptr=None,
-              resets_ptr=None, cu_ptr=None)
-signature = {n: "constexpr" if n in consts else types.get(n, "i32") for n in fn.arg_names}
-kernel = compile_sm90(fn, signature, consts, ops.FWD_NUM_WARPS)
+# bench/test_kernels.py's main shape (8 clips x 201 tokens, T = 16, E = 2048, d_state 16, bf16), a backward to follow;
+# the arguments ops.selective_scan_fwd passes
+batch, dim, T, n = 1608, 2048, 16, 16
+bf, f32 = torch.bfloat16, torch.float32
+K = ops._chunk_len(T)
+n_ckpt = max(triton.cdiv(T, K) - 1, 0)
+args = dict(u_ptr=bf, delta_ptr=bf, AT_ptr=f32, BC_ptr=torch.int64, D_ptr=f32, z_ptr=bf, bias_ptr=f32, h0T_ptr=None,
+            resets_ptr=None, cu_ptr=None, out_ptr=bf, hlast_ptr=f32, ckpt_ptr=f32, y_ptr=bf, T=T, DIM=dim, G=1,
+            n_ckpt=n_ckpt, stride_s_d=n, stride_s_n=1, stride_at_n=dim, stride_bc_n=1, N=n,
+            BLOCK_D=ops._block_d(dim, 1, ops.FWD_BLOCK_D), K=K, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
+            HAS_H0=False, HAS_RESETS=False, VARLEN=False, STORE_CKPT=n_ckpt > 0, STORE_Y=True)
+kernel = jit_compile_sm90(fn, args, ops.FWD_NUM_WARPS)
 print("shuffles", kernel.asm["ptx"].count("shfl.sync"))
 """
 
 BWD_SCRIPT = r"""
+import sys
+import torch
 from coldstream.kernels.selective_scan import ops
 from coldstream.kernels.selective_scan.chunk import selective_scan_bwd_kernel as fn
 
-bf = ("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr")
-consts = dict(N=16, BLOCK_D=ops.BLOCK_D, K=ops.CHUNK, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
-              HAS_H0=True, HAS_RESETS=False, VARLEN=False, HAS_CKPT=True, HAS_DLAST=True, HAS_Y=True,
-              resets_ptr=None, cu_ptr=None)
-sig = {n: "constexpr" if n in consts else ("*bf16" if n in bf else "*fp32") if n.endswith("_ptr") else "i32"
-       for n in fn.arg_names}
+# "bench": bench/test_kernels.py's main shape (1608 sequences, T = 16: one chunk, no checkpoint; no initial or last
+# state); "long": its long-sequence shape (4 x 4096) with an initial state and a last state's gradient; "varlen": 64
+# packed sequences of up to 300 steps with initial states; "resets": the long shape with resets. E = 2048, d_state
+# 16, bf16 activations, z, D and delta_bias throughout; the arguments ops.selective_scan_bwd passes.
+variant = sys.argv[1]
+batch, T, longest = dict(bench=(1608, 16, 16), long=(4, 4096, 4096), varlen=(1, 64 * 300, 300),
+                         resets=(4, 4096, 4096))[variant]
+dim, n = 2048, 16
+n_seq = 64 if variant == "varlen" else batch
+states = variant != "bench"
+bf, f32 = torch.bfloat16, torch.float32
+K = ops._chunk_len(longest)
+n_ckpt = max(triton.cdiv(longest, K) - 1, 0)
+bd = ops._block_d(dim, 1, ops.BLOCK_D)
+group_blocks = triton.cdiv(dim, bd)
+rows, blocks = ops._bwd_split(n_seq, 1, group_blocks)
+args = dict(u_ptr=bf, delta_ptr=bf, A_ptr=f32, B_ptr=bf, C_ptr=bf, D_ptr=f32, z_ptr=bf, bias_ptr=f32,
+            h0_ptr=f32 if states else None, resets_ptr=torch.int8 if variant == "resets" else None,
+            cu_ptr=torch.int32 if variant == "varlen" else None, ckpt_ptr=f32, y_ptr=bf, dout_ptr=bf,
+            dlast_ptr=f32 if states else None, du_ptr=bf, ddelta_ptr=bf, dA_ptr=f32, dB_ptr=f32, dC_ptr=f32,
+            dD_ptr=f32, dz_ptr=bf, dbias_ptr=f32, dh0_ptr=f32 if states else bf, T=T, DIM=dim, G=1, n_ckpt=n_ckpt,
+            S=n_seq, ROWS_PER_PROGRAM=rows, BLOCKS_PER_PROGRAM=blocks, GROUP_BLOCKS=group_blocks,
+            SPLITS=triton.cdiv(group_blocks, blocks), split_stride=batch * n * T, N=n, BLOCK_D=bd, K=K, HAS_D=True,
+            HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=states, HAS_RESETS=variant == "resets",
+            VARLEN=variant == "varlen", HAS_CKPT=n_ckpt > 0, HAS_DLAST=states, HAS_Y=True)
 cap = {} if ops.BWD_MAXNREG is None else {"maxnreg": ops.BWD_MAXNREG}
-print(ptxas_spills(compile_sm90(fn, sig, consts, ops.NUM_WARPS, **cap)))
+kernel = jit_compile_sm90(fn, args, ops.NUM_WARPS, **cap)
+print("ptx atomics", len(re.findall(r"^\s*(?:@!?%p\d+\s+)?(?:atom|red)\.", kernel.asm["ptx"], re.M)))
+print("sass atomics", sass_atomics(kernel))
+print(ptxas_spills(kernel))
 """
 
 
@@ -46,8 +77,11 @@ def test_selective_scan_forward_compiles_for_sm90_without_shuffles(tmp_path):
 
 
 @pytest.mark.slow
-def test_selective_scan_backward_compiles_for_sm90_without_spills(tmp_path):
-    out = run_sm90(BWD_SCRIPT, tmp_path)
+@pytest.mark.parametrize("variant", ["bench", "long", "varlen", "resets"])
+def test_selective_scan_backward_compiles_for_sm90_without_atomics_or_spills(tmp_path, variant):
+    # dA, dB, dC, dD, d(delta_bias) are per-program partials summed in a fixed order: deterministic gradients
+    out = run_sm90(BWD_SCRIPT.replace("sys.argv[1]", repr(variant)), tmp_path)
+    assert {"ptx atomics 0", "sass atomics 0"} <= set(out.splitlines()), out
     assert "0 bytes spill stores, 0 bytes spill loads" in out, out
 
 

@@ -386,7 +386,8 @@ def test_cuda_graph_replay_equals_eager_step():
 
 
 def test_backward_with_several_sequences_per_program(monkeypatch):
-    # on a GPU at the project's shape each backward program loops over up to 16 sequences; force that path here
+    # on a GPU at the project's shape each backward program loops over several sequences and channel blocks (up to
+    # 16 pairs, ops._bwd_split); force that path here
     from coldstream.kernels.selective_scan import ops
 
     monkeypatch.setattr(ops, "PROGRAMS_PER_ROW_GROUP", 1)

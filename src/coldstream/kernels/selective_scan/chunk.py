@@ -5,16 +5,23 @@ states, so the recurrence and the readout sum over N never leave the thread (no 
 is stored every K steps (``ckpt``, nothing at T <= K) for the backward. This is what makes the short-T, huge-batch
 case fast: the forward reads u, delta, z once and writes out once, and is bound by the N exponentials per step.
 
-Backward (``selective_scan_bwd_kernel``): program (sequence group, channel block) walks the K-step chunks in
-reverse. It recomputes the chunk's states from its checkpoint as a ``[K, BLOCK_D, N]`` tile with
+Backward (``selective_scan_bwd_kernel``): for each of its sequences and channel blocks, a program walks the K-step
+chunks in reverse. It recomputes the chunk's states from its checkpoint as a ``[K, BLOCK_D, N]`` tile with
 ``tl.associative_scan`` over time, and runs the adjoint recurrence g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1} as a
 second forward scan over time-reversed loads (``tl.flip`` brings it back to time order;
 ``associative_scan(reverse=True)`` has had bugs, so it is not used). Triton's default layout for that tile keeps
 time inside each thread (N on 16 lanes, channels on 2 lanes and the warps), so both scans and the flip stay in
 registers (sm_90 PTX: 216 shuffles per chunk and thread, against 600 with time across lanes); the forward saves the
 ungated readout y when z is given, so dz needs no second sum over N. All of a chunk's loads come first, before
-the first layout conversion's barrier (no load can move across one), so their latencies overlap. dA, dB, dC, dD and
-d(delta_bias) are reduced with relaxed fp32 atomics (not bitwise deterministic run to run).
+the first layout conversion's barrier (no load can move across one), so their latencies overlap.
+
+The backward has no atomics, so its gradients are bitwise identical run to run. A program covers a few sequences
+and a few consecutive channel blocks of one B/C group (``ops._bwd_split``). dB and dC are sums over channels: the
+program's first block stores its chunk sums into the program's own partial (``[splits, B, G, N, T]``, one per split
+of a group's channel blocks), later blocks load and add to them (a barrier at each chunk makes the earlier stores of
+other threads visible). dA, dD and d(delta_bias) are sums over sequences and time: each block keeps them in
+registers over the program's sequences and stores them once into partial ``[programs along rows, D, ...]``. The
+caller (``ops.selective_scan_bwd``) sums both kinds of partial over their first dimension, a fixed order.
 
 Layouts (all contiguous): u, delta, z, out ``[B, D, T]``; B, C ``[B, G, N, T]`` (the forward takes them time-major,
 ``[B, G, T, N]``); A ``[D, N]`` fp32; state ``[S, D, N]`` fp32. With ``VARLEN`` the batch is 1 and sequence ``s``
@@ -177,6 +184,10 @@ def selective_scan_bwd_kernel(
     n_ckpt,
     S,
     ROWS_PER_PROGRAM,
+    BLOCKS_PER_PROGRAM,
+    GROUP_BLOCKS,
+    SPLITS,
+    split_stride,
     N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     K: tl.constexpr,
@@ -194,158 +205,182 @@ def selective_scan_bwd_kernel(
     # Chunk tile [K, BLOCK_D, N]: Triton's default layout puts N on 16 lanes, channels on the remaining lanes and
     # the warps, and time inside the thread, so both time scans run in registers and tl.flip over time is free;
     # sums over N take 4 shuffle stages, sums over channels (dB, dC) one lane stage plus the warps.
-    pid_g = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_d < DIM
+    #
+    # Program (pid_r, pid_c) covers ROWS_PER_PROGRAM sequences and up to BLOCKS_PER_PROGRAM consecutive channel
+    # blocks of one B/C group (pid_c = group * SPLITS + split). Its dB/dC live in partial ``split`` ([SPLITS, B, G,
+    # N, T], split_stride apart): the first block stores there, the next ones add to what it stored (the program
+    # owns those entries, so no other program touches them); dA, dD, d(delta_bias) are summed in registers over the
+    # rows and stored once per block into partial pid_r ([programs along rows, D, N] / [.., D]). The caller sums the
+    # partials in a fixed order: no atomics, bitwise repeatable.
+    pid_r = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    group = pid_c // SPLITS
+    split = pid_c % SPLITS
+    blk_lo = split * BLOCKS_PER_PROGRAM
+    blk_hi = tl.minimum(blk_lo + BLOCKS_PER_PROGRAM, GROUP_BLOCKS)
+    part = split.to(tl.int64) * split_stride  # this program's dB/dC partial
     offs_n = tl.arange(0, N)
     offs_k = tl.arange(0, K)
     k3 = offs_k[:, None, None]
-    all_n = (offs_n < N)[None, :]  # full-shape atomic masks: the interpreter applies a broadcast one to n = 0 only
-    group = (pid_d * BLOCK_D) // (DIM // G)
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    all_n = (offs_n < N)[None, :]  # full-shape masks for the [K, N] partials
+    for blk in range(blk_lo, blk_hi):
+        offs_d = group * (DIM // G) + blk * BLOCK_D + tl.arange(0, BLOCK_D)
+        mask_d = offs_d < DIM
+        accumulate = blk > blk_lo  # a block after this program's first adds to the dB/dC partial
+        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+        if HAS_D:
+            Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+        dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+        dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
 
-    for r in range(0, ROWS_PER_PROGRAM):
-        s_idx = pid_g * ROWS_PER_PROGRAM + r
-        if s_idx < S:
-            pid_s = s_idx.to(tl.int64)
-            if VARLEN:
-                bos = tl.load(cu_ptr + pid_s).to(tl.int64)
-                eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
-                row = pid_s * 0
-            else:
-                bos = pid_s * 0
-                eos = bos + T
-                row = pid_s
-            x_base = row * DIM * T + offs_d.to(tl.int64)[None, :] * T  # [1, BLOCK_D]
-            bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[None, :] * T  # [1, N]
-            state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]  # [BLOCK_D, N]
-            if HAS_DLAST:
-                g_carry = tl.load(dlast_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
-            else:
-                g_carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)
-            dh0 = g_carry  # an empty sequence hands its state straight through
-            n_chunks = tl.cdiv(eos - bos, K)
-            for cc in range(0, n_chunks):
-                c = n_chunks - 1 - cc
-                h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # state entering the chunk
-                if HAS_H0:
-                    if c == 0:
-                        h_in = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
-                if HAS_CKPT:
+        for r in range(0, ROWS_PER_PROGRAM):
+            s_idx = pid_r * ROWS_PER_PROGRAM + r
+            if s_idx < S:
+                pid_s = s_idx.to(tl.int64)
+                if VARLEN:
+                    bos = tl.load(cu_ptr + pid_s).to(tl.int64)
+                    eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
+                    row = pid_s * 0
+                else:
+                    bos = pid_s * 0
+                    eos = bos + T
+                    row = pid_s
+                x_base = row * DIM * T + offs_d.to(tl.int64)[None, :] * T  # [1, BLOCK_D]
+                bc_base = (row * G + group) * N * T + offs_n.to(tl.int64)[None, :] * T  # [1, N]
+                state_off = pid_s * DIM * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]  # [BLOCK_D, N]
+                if HAS_DLAST:
+                    g_carry = tl.load(dlast_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                else:
+                    g_carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+                dh0 = g_carry  # an empty sequence hands its state straight through
+                n_chunks = tl.cdiv(eos - bos, K)
+                for cc in range(0, n_chunks):
+                    c = n_chunks - 1 - cc
+                    # the previous block stored this chunk's dB/dC partial, maybe from other threads of this
+                    # program: a barrier makes those stores visible to the loads below
+                    tl.debug_barrier()
+                    h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # state entering the chunk
+                    if HAS_H0:
+                        if c == 0:
+                            h_in = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                    if HAS_CKPT:
+                        if c > 0:
+                            ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N
+                            h_in = tl.load(ckpt_ptr + ck + offs_n[None, :], mask=mask_d[:, None], other=0.0)
+                    # ---- forward recompute, time in order: t = t0 + k
+                    t = bos + c * K + offs_k
+                    mask_t = t < eos
+                    m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
+                    # every load of the chunk before the first layout conversion's barrier, so that their
+                    # latencies overlap instead of adding up: time in order (t), reversed (tr), and the step after
+                    # each reversed one (tn), whose decay couples g_t to g_{t+1} (1 past the end: dlast flows to
+                    # the last step)
+                    # what this program's previous blocks summed into the dB/dC partial (nothing in its first)
+                    part_off = part + bc_base + t[:, None]  # [K, N]
+                    mask_part = mask_t[:, None] & all_n
+                    dC_prev = tl.load(dC_ptr + part_off, mask=mask_part & accumulate, other=0.0)
+                    dB_prev = tl.load(dB_ptr + part_off, mask=mask_part & accumulate, other=0.0)
+                    u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    tr = bos + c * K + (K - 1 - offs_k)
+                    mask_tr = tr < eos
+                    m2r = mask_tr[:, None] & mask_d[None, :]
+                    gy_r = tl.load(dout_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                    tn = tr + 1
+                    mask_tn = tn < eos
+                    m2n = mask_tn[:, None] & mask_d[None, :]
+                    dtn = tl.load(delta_ptr + x_base + tn[:, None], mask=m2n, other=0.0).to(tl.float32)
+                    if HAS_Z:
+                        zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                        zr = tl.load(z_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                        if HAS_Y:
+                            y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                    if HAS_RESETS:
+                        rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
+                        rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
+                    # B and C last: Triton converts their layout (a barrier) right after loading them
+                    Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
+                    Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
+                    Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
+                    if HAS_BIAS:
+                        dt_raw += bias[None, :]
+                    if SOFTPLUS:
+                        dt = _softplus(dt_raw)
+                    else:
+                        dt = dt_raw
+                    dt = tl.where(m2, dt, 0.0)
+                    decay = tl.exp(dt[:, :, None] * A[None, :, :])  # [K, BLOCK_D, N]
+                    if HAS_RESETS:
+                        decay = tl.where(rs[:, None, None] != 0, 0.0, decay)
+                    if HAS_H0:
+                        decay0 = tl.sum(tl.where(k3 == 0, decay, 0.0), axis=0)  # [BLOCK_D, N], resets included
+                    dtu = dt * u
+                    drive = dtu[:, :, None] * Bt[:, None, :]
+                    drive_in = tl.where(k3 == 0, drive + decay * h_in[None, :, :], drive)
+                    _, hs = tl.associative_scan((decay, drive_in), 0, _first_order)  # h_t
+                    if HAS_Z:
+                        sz = tl.sigmoid(zz)
+                        if not HAS_Y:
+                            y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
+                            if HAS_D:
+                                y += Dv[None, :] * u
+                        dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
+                        tl.store(dz_ptr + x_base + t[:, None], dz.to(dz_ptr.dtype.element_ty), mask=m2)
+                        gy = dout * zz * sz
+                    else:
+                        gy = dout
+                    dC_part = tl.sum(gy[:, :, None] * hs, axis=1)  # [K, N]: dC_t = sum_d gy_t h_t
+                    tl.store(dC_ptr + part_off, dC_prev + dC_part, mask=mask_part)
+                    hm = hs - drive  # decay_t * h_{t-1}
+                    # ---- adjoint recurrence over the time-reversed tiles: t = t0 + K - 1 - k
+                    if HAS_Z:
+                        gy_r = gy_r * zr * tl.sigmoid(zr)
+                    if HAS_BIAS:
+                        dtn += bias[None, :]
+                    if SOFTPLUS:
+                        dtn = _softplus(dtn)
+                    decay_n = tl.where(mask_tn[:, None, None], tl.exp(dtn[:, :, None] * A[None, :, :]), 1.0)
+                    if HAS_RESETS:
+                        decay_n = tl.where(rn[:, None, None] != 0, 0.0, decay_n)
+                    gh = gy_r[:, :, None] * Cr[:, None, :]
+                    gh = tl.where(k3 == 0, gh + decay_n * g_carry[None, :, :], gh)
+                    _, g_rev = tl.associative_scan((decay_n, gh), 0, _first_order)  # dL/dh_t, time reversed
+                    # dL/dh_{t0}: carried into the previous chunk, or (first chunk) the initial state's gradient
+                    g_first = tl.sum(tl.where(k3 == K - 1, g_rev, 0.0), axis=0)
                     if c > 0:
-                        ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N + offs_n[None, :]
-                        h_in = tl.load(ckpt_ptr + ck, mask=mask_d[:, None], other=0.0)
-                # ---- forward recompute, time in order: t = t0 + k
-                t = bos + c * K + offs_k
-                mask_t = t < eos
-                m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
-                u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                # every load of the chunk before the first layout conversion's barrier, so that their latencies
-                # overlap instead of adding up: time in order (t), reversed (tr), and the step after each reversed
-                # one (tn), whose decay couples g_t to g_{t+1} (1 past the end: dlast flows to the last step)
-                dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                tr = bos + c * K + (K - 1 - offs_k)
-                mask_tr = tr < eos
-                m2r = mask_tr[:, None] & mask_d[None, :]
-                gy_r = tl.load(dout_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
-                tn = tr + 1
-                mask_tn = tn < eos
-                m2n = mask_tn[:, None] & mask_d[None, :]
-                dtn = tl.load(delta_ptr + x_base + tn[:, None], mask=m2n, other=0.0).to(tl.float32)
-                if HAS_Z:
-                    zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    zr = tl.load(z_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
-                    if HAS_Y:
-                        y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                if HAS_RESETS:
-                    rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
-                    rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
-                # B and C last: Triton converts their layout (a barrier) right after loading them
-                Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)  # [K, N]
-                Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
-                Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
-                if HAS_BIAS:
-                    dt_raw += bias[None, :]
-                if SOFTPLUS:
-                    dt = _softplus(dt_raw)
-                else:
-                    dt = dt_raw
-                dt = tl.where(m2, dt, 0.0)
-                decay = tl.exp(dt[:, :, None] * A[None, :, :])  # [K, BLOCK_D, N]
-                if HAS_RESETS:
-                    decay = tl.where(rs[:, None, None] != 0, 0.0, decay)
+                        g_carry = g_first
+                    if HAS_H0:
+                        if c == 0:
+                            dh0 = decay0 * g_first
+                    g = tl.flip(g_rev, 0)  # back to time order
+                    # ---- parameter and input gradients, time in order
+                    q = g * hm  # g_t * decay_t * h_{t-1}
+                    dA_acc += tl.sum(q * dt[:, :, None], axis=0)
+                    gB = tl.sum(g * Bt[:, None, :], axis=2)  # [K, BLOCK_D]
+                    ddt = tl.sum(q * A[None, :, :], axis=2) + u * gB
+                    du = dt * gB
+                    if HAS_D:
+                        du += gy * Dv[None, :]
+                        dD_acc += tl.sum(gy * u, axis=0)
+                    dB_part = tl.sum(g * dtu[:, :, None], axis=1)  # [K, N]
+                    tl.store(dB_ptr + part_off, dB_prev + dB_part, mask=mask_part)
+                    if SOFTPLUS:
+                        ddt = ddt * tl.sigmoid(dt_raw)
+                    ddt = tl.where(m2, ddt, 0.0)
+                    if HAS_BIAS:
+                        dbias_acc += tl.sum(ddt, axis=0)
+                    tl.store(du_ptr + x_base + t[:, None], du.to(du_ptr.dtype.element_ty), mask=m2)
+                    tl.store(ddelta_ptr + x_base + t[:, None], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
                 if HAS_H0:
-                    decay0 = tl.sum(tl.where(k3 == 0, decay, 0.0), axis=0)  # [BLOCK_D, N], resets included
-                dtu = dt * u
-                drive = dtu[:, :, None] * Bt[:, None, :]
-                drive_in = tl.where(k3 == 0, drive + decay * h_in[None, :, :], drive)
-                _, hs = tl.associative_scan((decay, drive_in), 0, _first_order)  # h_t
-                if HAS_Z:
-                    sz = tl.sigmoid(zz)
-                    if not HAS_Y:
-                        y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
-                        if HAS_D:
-                            y += Dv[None, :] * u
-                    dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
-                    tl.store(dz_ptr + x_base + t[:, None], dz.to(dz_ptr.dtype.element_ty), mask=m2)
-                    gy = dout * zz * sz
-                else:
-                    gy = dout
-                dC_part = tl.sum(gy[:, :, None] * hs, axis=1)  # [K, N]: dC_t = sum_d gy_t h_t
-                tl.atomic_add(dC_ptr + bc_base + t[:, None], dC_part, mask=mask_t[:, None] & all_n, sem="relaxed")
-                hm = hs - drive  # decay_t * h_{t-1}
-                # ---- adjoint recurrence over the time-reversed tiles: t = t0 + K - 1 - k
-                if HAS_Z:
-                    gy_r = gy_r * zr * tl.sigmoid(zr)
-                if HAS_BIAS:
-                    dtn += bias[None, :]
-                if SOFTPLUS:
-                    dtn = _softplus(dtn)
-                decay_n = tl.where(mask_tn[:, None, None], tl.exp(dtn[:, :, None] * A[None, :, :]), 1.0)
-                if HAS_RESETS:
-                    decay_n = tl.where(rn[:, None, None] != 0, 0.0, decay_n)
-                gh = gy_r[:, :, None] * Cr[:, None, :]
-                gh = tl.where(k3 == 0, gh + decay_n * g_carry[None, :, :], gh)
-                _, g_rev = tl.associative_scan((decay_n, gh), 0, _first_order)  # dL/dh_t, time reversed
-                # dL/dh_{t0}: carried into the previous chunk, or (first chunk) the initial state's gradient
-                g_first = tl.sum(tl.where(k3 == K - 1, g_rev, 0.0), axis=0)
-                if c > 0:
-                    g_carry = g_first
-                if HAS_H0:
-                    if c == 0:
-                        dh0 = decay0 * g_first
-                g = tl.flip(g_rev, 0)  # back to time order
-                # ---- parameter and input gradients, time in order
-                q = g * hm  # g_t * decay_t * h_{t-1}
-                dA_acc += tl.sum(q * dt[:, :, None], axis=0)
-                gB = tl.sum(g * Bt[:, None, :], axis=2)  # [K, BLOCK_D]
-                ddt = tl.sum(q * A[None, :, :], axis=2) + u * gB
-                du = dt * gB
-                if HAS_D:
-                    du += gy * Dv[None, :]
-                    dD_acc += tl.sum(gy * u, axis=0)
-                dB_part = tl.sum(g * dtu[:, :, None], axis=1)  # [K, N]
-                tl.atomic_add(dB_ptr + bc_base + t[:, None], dB_part, mask=mask_t[:, None] & all_n, sem="relaxed")
-                if SOFTPLUS:
-                    ddt = ddt * tl.sigmoid(dt_raw)
-                ddt = tl.where(m2, ddt, 0.0)
-                if HAS_BIAS:
-                    dbias_acc += tl.sum(ddt, axis=0)
-                tl.store(du_ptr + x_base + t[:, None], du.to(du_ptr.dtype.element_ty), mask=m2)
-                tl.store(ddelta_ptr + x_base + t[:, None], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
-            if HAS_H0:
-                tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
-    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None] & all_n, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+                    tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
+        # this block's sums over the program's rows: partial pid_r of [programs along rows, D, N] and [.., D]
+        row_part = pid_r.to(tl.int64) * DIM + offs_d
+        tl.store(dA_ptr + row_part[:, None] * N + offs_n[None, :], dA_acc, mask=mask_d[:, None])
+        if HAS_D:
+            tl.store(dD_ptr + row_part, dD_acc, mask=mask_d)
+        if HAS_BIAS:
+            tl.store(dbias_ptr + row_part, dbias_acc, mask=mask_d)

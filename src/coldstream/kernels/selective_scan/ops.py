@@ -30,9 +30,9 @@ CHUNK = 16  # backward chunk length K; the forward stores the state every K step
 NUM_WARPS = 8
 FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
-MAX_ROWS = 16  # backward: sequences per program (dA, dD, d delta_bias summed in registers across them)
-PROGRAMS_PER_ROW_GROUP = 8192  # ... once there are this many (sequence, channel block) pairs per row of the grid
-BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 233 at the defaults on sm_90)
+MAX_PAIRS = 16  # backward: (sequence, channel block) pairs per program at most (_bwd_split) ...
+PROGRAMS_PER_ROW_GROUP = 8192  # ... one more pair per program for every this many pairs in the launch
+BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 219 at the bench shape, sm_90)
 STEP_BLOCK_D = 64  # streaming step: [64, N] state tile per program, 8 fp32 per thread with 4 warps
 STEP_NUM_WARPS = 4
 
@@ -57,6 +57,19 @@ def _block_d(dim: int, groups: int, base: int = BLOCK_D) -> int:
         return block
     per_group = dim // groups
     return min(block, per_group & -per_group)  # largest power of two dividing the group size
+
+
+def _bwd_split(n_seq: int, groups: int, group_blocks: int) -> tuple[int, int]:
+    """Backward work per program: ``(rows, blocks)``, sequences times channel blocks (of one B/C group).
+
+    While the launch has fewer than ``PROGRAMS_PER_ROW_GROUP`` pairs per program slot, every program takes one pair
+    (most parallel); past that, up to ``MAX_PAIRS``, split about evenly between blocks and rows: more blocks per
+    program means fewer dB/dC partials (one per split of a group's blocks, ``[splits, B, G, N, T]``), more rows
+    fewer dA/dD/d(delta_bias) partials (one per row of the grid, ``[programs along rows, D, N]``). At the
+    project's shape (1608 x 2048 channels, T = 16) that is 4 x 4: 105 MB of dB/dC and 53 MB of dA partials."""
+    pairs = max(1, min(MAX_PAIRS, n_seq * groups * group_blocks // PROGRAMS_PER_ROW_GROUP))
+    blocks = min(group_blocks, 1 << (math.isqrt(pairs).bit_length() - 1))  # a power of two <= sqrt(pairs)
+    return max(1, pairs // blocks), max(1, blocks)
 
 
 def _pack_bc(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
@@ -199,21 +212,29 @@ def selective_scan_bwd(
     groups = B.shape[1]
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
-    dA = torch.zeros(dim, n_state, dtype=torch.float32, device=u.device)
-    dB = torch.zeros(B.shape, dtype=torch.float32, device=u.device)
-    dC = torch.zeros(C.shape, dtype=torch.float32, device=u.device)
-    dD = torch.zeros(dim, dtype=torch.float32, device=u.device) if D is not None else _empty(u)
     dz = torch.empty_like(z) if z is not None else _empty(u)
-    dbias = torch.zeros(dim, dtype=torch.float32, device=u.device) if delta_bias is not None else _empty(u)
     dh0 = (
         torch.empty(n_seq, dim, n_state, dtype=torch.float32, device=u.device)
         if initial_state is not None
         else _empty(u)
     )
-    bd = _block_d(dim, groups)
-    n_dblocks = triton.cdiv(dim, bd)
-    rows = max(1, min(MAX_ROWS, int(n_seq * n_dblocks) // PROGRAMS_PER_ROW_GROUP))  # fill the GPU, fewer atomics
-    grid = (triton.cdiv(n_seq, rows), n_dblocks)
+    bd = _block_d(dim, groups, BLOCK_D)  # the module's value at call time (bench/test_tuning.py patches it)
+    group_blocks = triton.cdiv(dim // groups, bd)
+    rows, blocks = _bwd_split(int(n_seq), int(groups), int(group_blocks))
+    row_programs = triton.cdiv(n_seq, rows)
+    splits = triton.cdiv(group_blocks, blocks)
+    # Partial sums, each entry written by exactly one program, summed below in a fixed order: deterministic, no
+    # atomics. dB/dC: one partial per split of a group's channel blocks (zeroed with cu_seqlens, whose sequences
+    # need not cover all of T on a GPU); dA, dD, d(delta_bias): one per row of the grid.
+    part_bc = torch.zeros if cu_seqlens is not None else torch.empty
+    dB_part = part_bc((splits, *B.shape), dtype=torch.float32, device=u.device)
+    dC_part = part_bc((splits, *C.shape), dtype=torch.float32, device=u.device)
+    dA_part = torch.empty(row_programs, dim, n_state, dtype=torch.float32, device=u.device)
+    dD_part = torch.empty(row_programs, dim, dtype=torch.float32, device=u.device) if D is not None else _empty(u)
+    dbias_part = (
+        torch.empty(row_programs, dim, dtype=torch.float32, device=u.device) if delta_bias is not None else _empty(u)
+    )
+    grid = (row_programs, groups * splits)
     wrap_triton(selective_scan_bwd_kernel)[grid](
         u,
         delta,
@@ -232,12 +253,12 @@ def selective_scan_bwd(
         dlast,
         du,
         ddelta,
-        dA,
-        dB,
-        dC,
-        dD,
+        dA_part,
+        dB_part,
+        dC_part,
+        dD_part,
         dz,
-        dbias,
+        dbias_part,
         dh0,
         T,
         dim,
@@ -245,6 +266,10 @@ def selective_scan_bwd(
         n_ckpt,
         n_seq,
         rows,
+        blocks,
+        group_blocks,
+        splits,
+        B.numel(),
         N=n_state,
         BLOCK_D=bd,
         K=K,
@@ -261,15 +286,17 @@ def selective_scan_bwd(
         num_warps=NUM_WARPS,
         **({} if BWD_MAXNREG is None else {"maxnreg": BWD_MAXNREG}),
     )
+    dB = dB_part[0] if splits == 1 else dB_part.sum(0)
+    dC = dC_part[0] if splits == 1 else dC_part.sum(0)
     return [
         du,
         ddelta,
-        dA.to(A.dtype),
+        dA_part.sum(0).to(A.dtype),
         dB.to(B.dtype),
         dC.to(C.dtype),
-        dD.to(D.dtype) if D is not None else dD,
+        dD_part.sum(0).to(D.dtype) if D is not None else dD_part,
         dz,
-        dbias.to(delta_bias.dtype) if delta_bias is not None else dbias,
+        dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else dbias_part,
         dh0.to(initial_state.dtype) if initial_state is not None else dh0,
     ]
 
