@@ -16,7 +16,17 @@ def test_every_component_kind_is_registered_by_name():
     }  # fmt: skip
     assert set(CORES.names()) == {"rvmrnn", "mamba", "mambamix", "gmmix", "identity", "meanpool"}
     assert set(READOUTS.names()) == {"ssv2", "linear", "waymo", "pt", "scannet", "nuscenes"}
-    assert set(TASKS.names()) == {"direction", "arrow", "csv", "ssv2"}
+    assert set(TASKS.names()) == {
+        "direction",
+        "crop_tracks",
+        "arrow",
+        "csv",
+        "ssv2",
+        "box_tracking",
+        "point_tracking",
+        "depth",
+        "camera_pose",
+    }
     assert CORES.canonical("MMix") == "mambamix" and READOUTS.canonical("depth") == "scannet"
     assert build_core("m", 8, num_layers=1).kind == "mamba"
 

@@ -46,6 +46,7 @@ def test_jaccard_by_hand_and_padding_queries_do_not_count():
     assert t["average_jaccard"].item() == pytest.approx((1 / 3 + 1 / 3 + 1 + 1 + 1) / 5)
     assert t["position_accuracy"].item() == pytest.approx((0.5 + 0.5 + 1 + 1 + 1) / 5)  # delta_avg
     assert t["occlusion_accuracy"].item() == pytest.approx(1.0)
+    assert t["mean_error_px"].item() == pytest.approx(1.5)  # 0 and 3 px over the two evaluated frames
     # a predicted occlusion where the point is visible: one frame of two wrong
     pvis[0, 0, 1] = False
     t = jaccard_terms(pred, pvis, gt, vis, qf, valid=torch.tensor([[True, False]]))

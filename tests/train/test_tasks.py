@@ -79,9 +79,10 @@ def test_demo_table_has_every_row_and_source():
     }
     table = format_table(cfg, report)
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
-    tracks = {"average_jaccard": 0.4567, "delta_avg": 0.6, "occlusion_accuracy": 0.8, "clips_per_s": 50.0, "wall_s": 5}
+    tracks = {"average_jaccard": 0.4567, "delta_avg": 0.6, "occlusion_accuracy": 0.8, "mean_error_px": 12.34}
+    tracks.update(clips_per_s=50.0, wall_s=5)
     table = format_table(cfg, {"direction": report["direction"], "tracks": {"rows": {"gmmix": tracks}}})
-    assert "point tracking (AJ" in table and "0.457" in table and "arrow" not in table
+    assert "point tracking (mean error" in table and "| 12.3 |" in table and "0.457" in table and "arrow" not in table
     assert "| mean-pooled frames | 90.0% | - | 100 | 10 |" in table  # a row without a tracks result
 
 

@@ -197,7 +197,8 @@ def jaccard_terms(
         pred_points, gt_points: ``[B, (Q,) T, 2]``. pred_visible, gt_visible: ``[B, (Q,) T]`` bool.
         query_frames: ``[B, (Q,)]`` (default 0). valid: ``[B, (Q,)]`` bool, the tracks that count (default all).
     Returns:
-        per-video tensors ``[B]``: ``jaccard_{δ}``, ``average_jaccard``, ``position_accuracy``, ``occlusion_accuracy``.
+        per-video tensors ``[B]``: ``jaccard_{δ}``, ``average_jaccard``, ``position_accuracy``, ``occlusion_accuracy``
+        and ``mean_error_px`` (the mean distance, at ``size``, over the visible evaluated frames).
     """
     if pred_points.ndim == 3:
         pred_points, pred_visible, gt_points, gt_visible = (
@@ -231,6 +232,8 @@ def jaccard_terms(
     out["average_jaccard"] = torch.stack(jaccards).mean(0)
     out["position_accuracy"] = torch.stack(within_all).mean(0)
     out["occlusion_accuracy"] = ((gv == pv).float() * ev).sum((1, 2)) / ev.sum((1, 2)).clamp(min=1)
+    visible_ev = gv.float() * ev  # end-point error: a continuous companion of the thresholded figures
+    out["mean_error_px"] = (dist * visible_ev).sum((1, 2)) / visible_ev.sum((1, 2)).clamp(min=1)
     return out
 
 

@@ -114,12 +114,13 @@ class PointTrackingObjective(Objective):
             "average_jaccard": float(t["average_jaccard"].sum()),
             "delta_avg": float(t["position_accuracy"].sum()),
             "occlusion_accuracy": float(t["occlusion_accuracy"].sum()),
+            "mean_error_px": float(t["mean_error_px"].sum()),
             "n": float(t["average_jaccard"].numel()),
         }
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         n = max(1.0, sums["n"])
-        keys = ("average_jaccard", "delta_avg", "occlusion_accuracy")
+        keys = ("average_jaccard", "delta_avg", "occlusion_accuracy", "mean_error_px")
         return {**{k: sums[k] / n for k in keys}, "n": sums["n"]}
 
 
