@@ -12,6 +12,20 @@ from coldstream.model.cuda_graph import CUDAGraphRunner
 from coldstream.model.video_model import VideoModel
 
 
+def run_options(model: VideoModel, device, cuda_graph: bool | None, autocast: bool | None, what: str):
+    """``(device, cuda_graph, autocast)`` for running ``model`` frame by frame: the model's device unless given; a
+    CUDA graph and bf16 autocast on CUDA unless said otherwise. Refuses a model without ``frame_size`` and a graph
+    off CUDA."""
+    if model.frame_size is None:
+        raise InputError(f"the model has no frame_size: build it with one to {what} frames")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    cuda = device.type == "cuda"
+    cuda_graph = cuda if cuda_graph is None else cuda_graph
+    if cuda_graph and not cuda:
+        raise InputError(f"cuda_graph=True needs a CUDA device, got {device}")
+    return device, cuda_graph, cuda if autocast is None else autocast
+
+
 class StreamRunner:
     """``out = runner(frames [B, 3, S, S])``: one ``model.step`` for B streams, the state carried inside.
 
@@ -37,15 +51,8 @@ class StreamRunner:
         autocast: bool | None = None,
         **task_inputs,
     ):
-        if model.frame_size is None:
-            raise InputError("the model has no frame_size: build it with one to stream frames")
         self.model = model.eval()
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        cuda = self.device.type == "cuda"
-        self.cuda_graph = cuda if cuda_graph is None else cuda_graph
-        if self.cuda_graph and not cuda:
-            raise InputError(f"cuda_graph=True needs a CUDA device, got {self.device}")
-        self.autocast = cuda if autocast is None else autocast
+        self.device, self.cuda_graph, self.autocast = run_options(model, device, cuda_graph, autocast, "stream")
         self.task_inputs = task_inputs
         self.state = model.init_state(batch, device=self.device, **task_inputs)
         s = model.frame_size

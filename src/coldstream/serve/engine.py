@@ -21,6 +21,7 @@ import torch
 from coldstream.errors import InputError
 from coldstream.model.cores.state import CoreState
 from coldstream.model.cuda_graph import CUDAGraphRunner
+from coldstream.model.streaming import run_options
 from coldstream.model.video_model import StreamState, VideoModel
 from coldstream.serve.stats import StreamStats
 
@@ -94,19 +95,13 @@ class StreamEngine:
         slot_kernels: bool | None = None,
         **task_inputs,
     ):
-        if model.frame_size is None:
-            raise InputError("the model has no frame_size: build it with one to serve frames")
         self.model = model.eval()
+        self.device, self.cuda_graph, self.autocast = run_options(model, device, cuda_graph, autocast, "serve")
         self.slots = slots
         self.buckets = tuple(sorted(set(buckets))) if buckets else default_buckets(slots)
         if self.buckets[0] < 1 or self.buckets[-1] != slots:
             raise InputError(f"buckets must be positive and end at slots={slots}, got {self.buckets}")
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
         cuda = self.device.type == "cuda"
-        self.cuda_graph = cuda if cuda_graph is None else cuda_graph
-        if self.cuda_graph and not cuda:
-            raise InputError(f"cuda_graph=True needs a CUDA device, got {self.device}")
-        self.autocast = cuda if autocast is None else autocast
         supports = model.core.supports_slots
         self.slot_kernels = (cuda and supports) if slot_kernels is None else slot_kernels
         if self.slot_kernels and not supports:

@@ -62,6 +62,12 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
     return ((pred.float() - target.float()).abs() * m).sum() / m.sum().clamp(min=1)
 
 
+def _frame_mean(m: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """The mean of ``m[key]`` over the frames :func:`depth_frame_metrics` counted (NaN if none)."""
+    vals = m[key][m["counted"].to(m[key].device)]
+    return vals.mean() if len(vals) else m[key].new_tensor(float("nan"), dtype=torch.float32)
+
+
 def depth_frame_metrics(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -115,8 +121,7 @@ def abs_rel(
     off by default since the readout regresses metric depth). ``[..., H, W]``.
     """
     m = depth_frame_metrics(pred, target, valid, median_scale, min_depth)
-    vals = m["abs_rel"][m["counted"].to(m["abs_rel"].device)]
-    return vals.mean() if len(vals) else pred.new_tensor(float("nan"), dtype=torch.float32)
+    return _frame_mean(m, "abs_rel")
 
 
 def delta_accuracy(
@@ -130,5 +135,4 @@ def delta_accuracy(
     """δ < ``threshold``: the fraction of valid pixels with max(d̂ / d, d / d̂) < threshold, per frame, then averaged
     over frames (see :func:`depth_frame_metrics`)."""
     m = depth_frame_metrics(pred, target, valid, median_scale, min_depth, threshold)
-    vals = m["delta"][m["counted"].to(m["delta"].device)]
-    return vals.mean() if len(vals) else pred.new_tensor(float("nan"), dtype=torch.float32)
+    return _frame_mean(m, "delta")

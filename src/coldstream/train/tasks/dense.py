@@ -349,12 +349,8 @@ class DepthOptions(DenseOptions):
 
 
 @functools.lru_cache(maxsize=4)
-def _depth_file(path: str, size: int) -> dict[str, torch.Tensor]:
-    return load_depth(path, size)
-
-
 def _depth_window(path: str, size: int, cols: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    return {"depth": _depth_file(path, size)["depth"][list(cols)]}
+    return {"depth": load_depth(path, size)["depth"][list(cols)]}
 
 
 @TASKS.register("depth")
