@@ -15,7 +15,9 @@ def test_every_component_kind_is_registered_by_name():
         "dinov3_vits16", "dinov3_vitb16", "dinov3_vitl16", "efficientnet_lite0", "efficientnet_lite0_s16"
     }  # fmt: skip
     assert set(CORES.names()) == {"rvmrnn", "mamba", "mambamix", "gmmix", "identity", "meanpool"}
-    assert set(READOUTS.names()) == {"ssv2", "linear", "waymo", "pt", "scannet", "nuscenes"}
+    streaming = {"ssv2", "linear", "waymo", "pt", "scannet", "nuscenes"}
+    offline = {"ssv2_offline", "waymo_offline", "pt_offline", "scannet_offline"}
+    assert set(READOUTS.names()) == streaming | offline
     assert set(TASKS.names()) == {
         "direction",
         "crop_tracks",

@@ -1,5 +1,6 @@
 """`coldstream train` / `coldstream eval` on each dense task's config, end to end on CPU: fabricated videos with
-their annotation files, the real EfficientNet-Lite0 at 32², 4-frame clips, an identity core and a small head."""
+their annotation files, the real EfficientNet-Lite0 at 32², 4-frame clips, an identity core and a small head
+(streaming, and the offline whole-clip readouts)."""
 
 import json
 from pathlib import Path
@@ -31,11 +32,16 @@ def _args(task, root, run, *extra):
             "train.progress=false", *extra]  # fmt: skip
 
 
-@pytest.mark.parametrize("task", list(HEAD))
-def test_train_then_eval(task, tmp_path, capsys):
+OFFLINE = {"box_tracking": "waymo_offline", "point_tracking": "pt_offline", "depth": "scannet_offline"}
+CASES = [(task, None) for task in HEAD] + [(task, readout) for task, readout in OFFLINE.items()]
+
+
+@pytest.mark.parametrize(("task", "readout"), CASES)
+def test_train_then_eval(task, readout, tmp_path, capsys):
     root = write_dense_dataset(tmp_path / "data", task, train=2, val=1, frames=6)
     run = tmp_path / "run"
-    assert train_main(_args(task, root, run)) == 0
+    extra = [f"model.readout={readout}"] if readout else []  # offline: num_frames follows data.frames
+    assert train_main(_args(task, root, run, *extra)) == 0
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in recs if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2] and all(METRICS[task] <= set(r) for r in evals)

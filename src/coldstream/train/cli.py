@@ -45,7 +45,7 @@ def train_main(argv: list[str] | None = None) -> int:
         if len(data.train) == 0:
             raise ColdstreamError("no training clips left (all videos unreadable or missing?)")
         torch.manual_seed(cfg.train.seed)
-        model = build_model(cfg.model, encoder, data.class_names)
+        model = build_model(cfg.model, encoder, data.class_names, cfg.data.frames)
         objective = task.objective(data.class_names, cfg.train)
         trainer = Trainer(model, objective, data.train, data.eval, cfg, dist=info)
         log(f"training {len(data.train)} clips, evaluating {len(data.eval)}; {cfg.model.core} core; "
@@ -79,7 +79,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         cfg = _config_from_checkpoint(read_checkpoint(args.checkpoint), args.overrides)
         info = DistInfo(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         task, encoder, data = setup(cfg, info, print)
-        model = build_model(cfg.model, encoder, data.class_names)
+        model = build_model(cfg.model, encoder, data.class_names, cfg.data.frames)
         load_model_weights(args.checkpoint, model, to_dict(model.config))
         objective = task.objective(data.class_names, cfg.train)
         metrics = evaluate(model, objective, data.eval, batch_size=cfg.train.batch_size, dist=info, amp=cfg.train.amp)

@@ -95,9 +95,12 @@ def prepare(
     return Prepared(CachedClips(cache, train), CachedClips(cache, evaluation), data.class_names, skipped, rep)
 
 
-def build_model(config: ModelConfig, encoder: FrozenEncoder, class_names: list[str]) -> VideoModel:
+def build_model(
+    config: ModelConfig, encoder: FrozenEncoder, class_names: list[str], frames: int | None = None
+) -> VideoModel:
     """The ``VideoModel`` of ``config`` over ``encoder``, its readout sized for the task's classes (a classification
-    head) or for the frame size (the depth head's output maps, unless ``readout_options.image_size`` says); the class
+    head), for the frame size (the depth head's output maps, unless ``readout_options.image_size`` says) and for the
+    clip length ``frames`` (an offline readout's frames, unless ``readout_options.num_frames`` says); the class
     names travel with the model (``model.meta``) into its checkpoints."""
     if READOUTS.accepts(config.readout, "num_classes"):
         config = dataclasses.replace(
@@ -107,18 +110,21 @@ def build_model(config: ModelConfig, encoder: FrozenEncoder, class_names: list[s
         config = dataclasses.replace(
             config, readout_options={**config.readout_options, "image_size": config.frame_size}
         )
+    if frames and READOUTS.accepts(config.readout, "num_frames") and "num_frames" not in config.readout_options:
+        config = dataclasses.replace(config, readout_options={**config.readout_options, "num_frames": frames})
     model = VideoModel.from_config(config, encoder=encoder)
     model.meta["class_names"] = list(class_names)
     return model
 
 
 def check_readout(task: Task, readout: str) -> None:
-    """Refuse a readout the task cannot train: a dense task needs its own readout, classification a class head."""
+    """Refuse a readout the task cannot train: a dense task needs its own readout (streaming or offline),
+    classification a class head."""
     name = READOUTS.canonical(readout)
-    if task.readout is not None and name != READOUTS.canonical(task.readout):
+    if task.readout is not None and READOUTS.get(name).task != READOUTS.get(task.readout).task:
         raise ConfigError(
-            f"task {task.data_cfg.task!r} trains the {task.readout!r} readout, not {readout!r}: "
-            f"set model.readout={task.readout} (configs/{task.data_cfg.task}.yaml does)"
+            f"task {task.data_cfg.task!r} trains the {task.readout!r} readout (or {task.readout}_offline), not "
+            f"{readout!r}: set model.readout={task.readout} (configs/{task.data_cfg.task}.yaml does)"
         )
     if task.readout is None and not READOUTS.accepts(name, "num_classes"):
         raise ConfigError(

@@ -1,5 +1,6 @@
 """The 4DS / V-JEPA attentive probe (RVM's ``AttentionReadout`` with ``match_vjepa_implementation=True``): learned
-queries cross-attend to the tokens of one frame. Used by the classification and depth readouts."""
+queries cross-attend to the tokens of one frame, or of a whole clip. Used by the classification and depth readouts,
+streaming and offline."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from coldstream.errors import InputError
 from coldstream.model.layers.attention import attention, check_backend
 
 
+def interpolate_frames(table: torch.Tensor, frames: int) -> torch.Tensor:
+    """A learned per-frame table ``[1, F, 1, D]`` resampled to ``[1, frames, 1, D]`` by linear interpolation along
+    its frame axis (``align_corners=False``); returned as is when the counts agree."""
+    if table.shape[1] == frames:
+        return table
+    rows = table[0, :, 0].t()[None].float()  # [1, D, F]
+    return F.interpolate(rows, size=frames, mode="linear", align_corners=False)[0].t().to(table)[None, :, None]
+
+
 class AttentionReadout(nn.Module):
-    """Learned queries cross-attend to the tokens of one frame.
+    """Learned queries cross-attend to the tokens of one frame ``[F, N, D]``, or of a clip ``[F, T, N, D]``.
 
     ``f = LN(x) (+ temporal_posenc)``; ``K, V = W_k f + b_k, W_v f + b_v`` split into heads; each learned query
     ``q`` ``[Q, H, d_h]`` (init N(0, 0.02²)) gives ``a = softmax(q K^T / sqrt(d_h)) V``; ``τ = q + W_o a``;
@@ -36,6 +46,7 @@ class AttentionReadout(nn.Module):
         mlp_ratio: int = 4,
         temporal_posenc: bool = False,
         attention: str = "sdpa",
+        num_frames: int = 1,
     ):
         super().__init__()
         if num_params % num_heads:
@@ -44,7 +55,9 @@ class AttentionReadout(nn.Module):
         self.head_dim = num_params // num_heads
         self.attention = check_backend(attention)
         self.input_norm = nn.LayerNorm(input_dim)
-        self.temporal_posenc = nn.Parameter(torch.randn(1, 1, 1, input_dim) * 0.02) if temporal_posenc else None
+        self.temporal_posenc = (
+            nn.Parameter(torch.randn(1, num_frames, 1, input_dim) * 0.02) if temporal_posenc else None
+        )
         self.query = nn.Parameter(torch.randn(num_queries, num_heads, self.head_dim) * 0.02)
         self.key_proj = nn.Linear(input_dim, num_params)
         self.value_proj = nn.Linear(input_dim, num_params)
@@ -55,11 +68,14 @@ class AttentionReadout(nn.Module):
         self.classifier = nn.Linear(num_params, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[F, N, D]`` (F independent frames) -> ``[F, Q, num_outputs]``."""
-        f, n, _ = x.shape
+        """``x`` ``[F, N, D]`` (F independent frames) or ``[F, T, N, D]`` (F clips, all T·N tokens attended at once)
+        -> ``[F, Q, num_outputs]``."""
         feats = self.input_norm(x)
         if self.temporal_posenc is not None:
-            feats = feats + self.temporal_posenc[0, 0]
+            table = interpolate_frames(self.temporal_posenc, x.shape[1] if x.ndim == 4 else 1)
+            feats = feats + (table[0] if x.ndim == 4 else table[0, 0])
+        feats = feats.flatten(1, 2) if x.ndim == 4 else feats
+        f, n, _ = feats.shape
         k = self.key_proj(feats).view(f, n, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.value_proj(feats).view(f, n, self.num_heads, self.head_dim).transpose(1, 2)
         q = self.query.to(k.dtype).transpose(0, 1).unsqueeze(0).expand(f, -1, -1, -1)  # [F, H, Q, d_h]

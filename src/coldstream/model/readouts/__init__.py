@@ -1,9 +1,17 @@
 """Task readouts under the streaming protocol (frame t reads only the core's output for frame t), with their losses
-and metrics. ``build_readout(name, dim, **options)`` builds one by name from the :data:`READOUTS` registry."""
+and metrics, and the offline (whole-clip) readouts of the 4DS protocol (``offline.py``). ``build_readout(name, dim,
+**options)`` builds one by name from the :data:`READOUTS` registry."""
 
 from __future__ import annotations
 
-from coldstream.model.readouts import box_tracking, camera_pose, classification, depth, point_tracking  # noqa: F401
+from coldstream.model.readouts import (  # noqa: F401
+    box_tracking,
+    camera_pose,
+    classification,
+    depth,
+    offline,
+    point_tracking,
+)
 from coldstream.model.readouts.base import READOUTS, Readout, ReadoutState, StatelessReadout
 from coldstream.model.readouts.box_tracking import (
     BoxTrackingReadout,
@@ -30,6 +38,13 @@ from coldstream.model.readouts.classification import (
     top1_accuracy,
 )
 from coldstream.model.readouts.depth import DepthReadout, abs_rel, delta_accuracy, depth_frame_metrics, depth_loss
+from coldstream.model.readouts.offline import (
+    OfflineBoxTrackingReadout,
+    OfflineClassificationReadout,
+    OfflineDepthReadout,
+    OfflinePointTrackingReadout,
+    OfflineReadout,
+)
 from coldstream.model.readouts.point_tracking import (
     PointTrackingReadout,
     average_jaccard,
@@ -44,8 +59,10 @@ def build_readout(name: str, dim: int, **options) -> Readout:
     Names: ``ssv2`` (the attentive classification probe; alias ``classification``), ``linear`` (a linear
     classification head; alias ``linear_probe``), ``waymo`` (box tracking), ``pt`` (point tracking), ``scannet``
     (depth), ``nuscenes`` (camera pose), and the aliases ``box_tracking``, ``point_tracking``, ``depth``, ``pose``.
-    ``options`` override the defaults (e.g. ``num_classes``, ``width``, ``image_size``, ``attention``); an unknown
-    option is refused with the accepted ones.
+    Offline (whole-clip, not streamable) versions: ``ssv2_offline``, ``waymo_offline``, ``pt_offline``,
+    ``scannet_offline`` (aliases ``classification_offline``, ``box_tracking_offline``, ``point_tracking_offline``,
+    ``depth_offline``). ``options`` override the defaults (e.g. ``num_classes``, ``width``, ``image_size``,
+    ``attention``, ``num_frames``); an unknown option is refused with the accepted ones.
     """
     return READOUTS.create(name, dim, **options)
 
@@ -58,6 +75,11 @@ __all__ = [
     "ClassificationReadout",
     "DepthReadout",
     "LinearReadout",
+    "OfflineBoxTrackingReadout",
+    "OfflineClassificationReadout",
+    "OfflineDepthReadout",
+    "OfflinePointTrackingReadout",
+    "OfflineReadout",
     "PointTrackingReadout",
     "Readout",
     "ReadoutState",

@@ -39,6 +39,7 @@ class Readout(nn.Module):
     """
 
     task: ClassVar[str] = "base"
+    streaming: ClassVar[bool] = True  # False: an offline readout, whole clips only
     REFERENCE_RENAME: ClassVar[tuple[str, str]] = ("", "")
 
     def __init__(self, dim: int, attention: str = "sdpa"):
