@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from coldstream.train import demo
+from coldstream.train.clips import ClipItem
 from coldstream.train.demo import DemoConfig, format_table
 from coldstream.train.packaged import Source
 from coldstream.train.tasks import arrow, crop_tracks, direction
@@ -73,17 +75,34 @@ def test_demo_table_has_every_row_and_source():
     cfg = DemoConfig(rows=("gmmix", "meanpool"))
     rows = {"accuracy": 0.9, "clips_per_s": 100.0, "wall_s": 10.0}
     per_source = {"vtest": 0.5, "cup": 0.75}
+    core = {**rows, "per_photo": {"a": 0.9, "b": 0.8, "c": 0.5}}
+    base = {**rows, "per_photo": {"a": 0.2, "b": 0.1, "c": 0.6}}
     report = {
-        "direction": {"rows": {"gmmix": rows, "meanpool": rows}},
+        "direction": {"rows": {"gmmix": core, "meanpool": base}},
         "arrow": {"rows": {r: {**rows, "per_source": per_source} for r in cfg.rows}},
     }
     table = format_table(cfg, report)
     assert "GMMix core" in table and "mean-pooled frames" in table and "| vtest | cup |" in table and "75%" in table
+    # margins 70, 70, -10 points: wins 2 of 3, mean 43.3, population sd 37.7, worst -10.0
+    assert "GMMix core beats both baselines on 2 of 3 held-out photos" in table
+    assert "mean 43.3 points, sd 37.7, worst -10.0" in table
     tracks = {"average_jaccard": 0.4567, "delta_avg": 0.6, "occlusion_accuracy": 0.8, "mean_error_px": 12.34}
     tracks.update(clips_per_s=50.0, wall_s=5)
     table = format_table(cfg, {"direction": report["direction"], "tracks": {"rows": {"gmmix": tracks}}})
     assert "point tracking (mean error" in table and "| 12.3 |" in table and "0.457" in table and "arrow" not in table
     assert "| mean-pooled frames | 90.0% | - | 100 | 10 |" in table  # a row without a tracks result
+
+
+def test_per_source_metrics_add_up_to_the_clip_weighted_mean():
+    class Evaluator:  # stands for a trainer: accuracy = the fraction of a group's clips labelled 1
+        def evaluate(self, clips):
+            labels = [it.label for it in clips.items]
+            return {"accuracy": sum(labels) / len(labels), "n": float(len(labels))}
+
+    items = [ClipItem("k", (0,), int(lab[1]), source=lab[0]) for lab in ("a1", "a0", "b1", "b1", "b1", "b0")]
+    overall, per = demo._per_source(Evaluator(), None, items)
+    assert per == {"a": {"accuracy": 0.5, "n": 2.0}, "b": {"accuracy": 0.75, "n": 4.0}}
+    assert overall == {"accuracy": pytest.approx(4 / 6), "n": 6.0}
 
 
 def test_crop_tracks_are_the_exact_motion_of_the_photo(tmp_path):

@@ -155,6 +155,14 @@ def test_outputs_metrics_config_and_learning(tmp_path):
     assert recs[-1]["kind"] == "summary"
 
 
+@pytest.mark.parametrize(("every", "evaluated"), [(0, [5]), (2, [2, 4, 5])])
+def test_eval_every_evaluates_those_epochs_and_always_the_last(tmp_path, every, evaluated):
+    _, summary = _run(tmp_path, "ev", epochs=5, eval_every=every)
+    recs = [json.loads(x) for x in (tmp_path / "ev" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs if r["kind"] == "eval"] == evaluated
+    assert summary["final"]["epoch"] == 5 and "accuracy" in summary["final"]
+
+
 def test_checkpoint_from_another_model_is_refused(tmp_path):
     t, _ = _run(tmp_path, "a", epochs=1)
     with pytest.raises(CheckpointError, match="mis-shaped .* key"):

@@ -63,6 +63,7 @@ class TrainConfig:
     loss_frames: int = 1  # classification: cross-entropy on each of the last this many frames (1 = last only)
     prefetch: int = 2  # batches read, collated (and pinned on CUDA) ahead on a background thread; 0 = in the loop
     log_every: int = 0  # read the losses back (a host sync) every this many steps; 0 = every step on CPU, 20 on CUDA
+    eval_every: int = 1  # evaluate after every this many epochs, and after the last; 0 = after the last only
 
 
 @dataclass(frozen=True)

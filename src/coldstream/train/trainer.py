@@ -295,12 +295,13 @@ class Trainer:
                     if self._stop_signal is not None:
                         raise KeyboardInterrupt
                 self._write_losses(pending, bar)
-                metrics = self.evaluate()
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                rec = {"epoch": self.epoch, "step": self.step, **metrics}
-                self.history.append(rec)
-                self.log.write("eval", **rec)
+                every = self.tc.eval_every
+                if self.epoch == self.tc.epochs or (every and self.epoch % every == 0):
+                    rec = {"epoch": self.epoch, "step": self.step, **self.evaluate()}
+                    self.history.append(rec)
+                    self.log.write("eval", **rec)
                 self.save()
                 barrier(self.dist)
         except KeyboardInterrupt:
