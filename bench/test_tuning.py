@@ -12,6 +12,10 @@ thread, so an SM runs one 8-warp program at a time; its ~1,700 instructions per 
 occupancy (a shorter chunk; fewer channels per program; a ``maxnreg`` cap that spills a little) and is checked
 against the reference before it is timed. The fastest correct case becomes the default in ``selective_scan/ops.py``.
 
+``selective_scan`` forward: the tile length of the sequential forward at the project's shape, and at B = 4, T = 4096
+the chunked forward (chunks of 128-512 steps) against the sequential one; ``ops.FWD_TILE``, ``FWD_CHUNK_T`` and
+``FWD_CHUNKED_BELOW`` take the winners.
+
 ``causal_conv1d`` forward + backward at the same shape (W = 4, bf16): the H200 run of 2026-11-26 took 1.76 ms, 16x
 its HBM floor, with small tiles (16 x 16 elements) that leave the kernels waiting on latency. The forward now keeps
 its tile's element count for short sequences (64 channels x 16 steps at T = 16); the sweep sizes both tiles, the
@@ -89,6 +93,49 @@ def test_selective_scan_bwd_config(benchmark, config, monkeypatch):
     benchmark.pedantic(synced(run_fused), rounds=5, iterations=1, warmup_rounds=1)
     report(benchmark, label, t, None)
     benchmark.extra_info.update(forward_ms=t_fwd * 1e3, backward_ms=(t - t_fwd) * 1e3)
+
+
+# Forward: (shape, steps per tile or None for one 16-byte vector, chunk length, chunked below this many programs).
+# "main" is the project's shape (sequential forward, tiles of 8 bf16 steps by default); "long" is B = 4, T = 4096
+# (64 programs: the chunked forward by default), also run sequentially (threshold 0) and with other chunk lengths.
+SCAN_FWD_CONFIGS = {
+    "main-default": ("main", None, 256, 264),
+    "main-K4": ("main", 4, 256, 264),
+    "main-K16": ("main", 16, 256, 264),
+    "long-default": ("long", None, 256, 264),
+    "long-sequential": ("long", None, 256, 0),
+    "long-chunk128": ("long", None, 128, 264),
+    "long-chunk512": ("long", None, 512, 264),
+}
+
+
+@pytest.mark.benchmark(group="selective_scan_fwd_config")
+@pytest.mark.parametrize("config", list(SCAN_FWD_CONFIGS))
+def test_selective_scan_fwd_config(benchmark, config, monkeypatch):
+    shape, tile, chunk, below = SCAN_FWD_CONFIGS[config]
+    for name, value in (("FWD_TILE", tile), ("FWD_CHUNK_T", chunk), ("FWD_CHUNKED_BELOW", below)):
+        monkeypatch.setattr(ops, name, value)
+    if CUDA:
+        batch, dim, T, n = (8 * 201, 2048, 16, 16) if shape == "main" else (4, 2048, 4096, 16)
+    else:  # the interpreter: two chunks and a partial one for the long cases
+        batch, dim, T, n = (3, 16, 16, 4) if shape == "main" else (1, 16, 2 * chunk + 5, 4)
+    x = scan_inputs(batch, dim, T, n)
+    args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+
+    def run():
+        return selective_scan(*args, delta_softplus=True, backend="triton")
+
+    with torch.no_grad():
+        check_close([run()], [selective_scan_ref(*args, delta_softplus=True)[0]], f"selective_scan fwd {config}")
+    label = f"selective_scan fwd {config} (B={batch} T={T} tile={tile or '16 B'} chunk={chunk} below={below})"
+    if not CUDA:
+        benchmark.pedantic(synced(run), rounds=1, iterations=1)
+        report(benchmark, f"{label} (cpu, Triton interpreter)", cpu_median(benchmark), None)
+        return
+    with torch.no_grad():
+        t = cuda_time(run)
+        benchmark.pedantic(synced(run), rounds=5, iterations=1, warmup_rounds=1)
+    report(benchmark, label, t, 2 * batch * dim * T * 4)  # u, delta, z in, out (bf16)
 
 
 STEP_CONFIGS = {"default": (64, 4), "d32-w2": (32, 2), "d128-w4": (128, 4), "d128-w8": (128, 8), "d256-w8": (256, 8)}

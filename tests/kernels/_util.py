@@ -111,6 +111,21 @@ def ptxas_spills(kernel):
     return " ".join(line.strip() for line in out.splitlines() if "spill" in line)
 
 
+def ptxas_registers(kernel):
+    with open("k.ptx", "w") as f:
+        f.write(kernel.asm["ptx"])
+    out = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", "k.ptx", "-o", "k.o"],
+                         capture_output=True, text=True, check=True).stderr
+    return int(re.search(r"Used (\d+) registers", out).group(1))
+
+
+def sass(kernel):
+    with open("k.cubin", "wb") as f:
+        f.write(kernel.asm["cubin"])
+    return subprocess.run([triton.knobs.nvidia.cuobjdump.path, "-sass", "k.cubin"],
+                          capture_output=True, text=True, check=True).stdout
+
+
 def sass_atomics(kernel):  # global or shared atomics (ATOM, ATOMG, ATOMS, RED, REDG) in the kernel's SASS
     with open("k.cubin", "wb") as f:
         f.write(kernel.asm["cubin"])

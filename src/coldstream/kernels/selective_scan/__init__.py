@@ -88,7 +88,21 @@ def selective_scan(
     be = resolve_backend("selective_scan", backend, [u, delta, A, B, C, D, z, delta_bias, initial_state])
 
     out, last = selective_scan_apply(
-        be, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen
+        be,
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        delta_softplus,
+        initial_state,
+        resets,
+        cu_seqlens,
+        max_seqlen,
+        return_last_state,
     )
     return SelectiveScanOutput(out, last) if return_last_state else out
 

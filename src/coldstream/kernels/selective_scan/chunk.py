@@ -1,9 +1,13 @@
 """Triton forward and backward of the selective scan.
 
-Forward (``selective_scan_fwd_seq_kernel``): a plain time loop in which each thread owns one channel and its N fp32
-states, so the recurrence and the readout sum over N never leave the thread (no shuffles, no barriers); the state
-is stored every K steps (``ckpt``, nothing at T <= K) for the backward. This is what makes the short-T, huge-batch
-case fast: the forward reads u, delta, z once and writes out once, and is bound by the N exponentials per step.
+Forward (``selective_scan_fwd_kernel``): a time loop in which each thread owns one channel and its N fp32 states,
+so the recurrence and the readout sum over N never leave the thread (no shuffles, no barriers); the per-channel
+streams (u, delta, z, y, out) move as tiles of K steps, one 16-byte vector per thread, and the state is stored every
+CKPT_EVERY steps (``ckpt``, nothing at T <= CKPT_EVERY) for the backward. This is what makes the short-T,
+huge-batch case fast: the forward reads u, delta, z once and writes out once, and is bound by the N exponentials per
+step. Long sequences with too few programs to fill the GPU split time into chunks: the same kernel runs every chunk
+from a zero state (pass 1), ``selective_scan_fwd_carry_kernel`` carries the state across chunks, and the kernel
+reruns every chunk from its carried state (pass 2).
 
 Backward (``selective_scan_bwd_kernel``): for each of its sequences and channel blocks, a program walks the K-step
 chunks in reverse. It recomputes the chunk's states from its checkpoint as a ``[K, BLOCK_D, N]`` tile with
@@ -46,10 +50,10 @@ def _softplus(x):
 
 
 @triton.jit(do_not_specialize=["stride_s_d", "stride_s_n", "stride_at_n", "stride_bc_n"])
-def selective_scan_fwd_seq_kernel(
+def selective_scan_fwd_kernel(
     u_ptr,
     delta_ptr,
-    AT_ptr,
+    A2T_ptr,
     BC_ptr,
     D_ptr,
     z_ptr,
@@ -57,14 +61,21 @@ def selective_scan_fwd_seq_kernel(
     h0T_ptr,
     resets_ptr,
     cu_ptr,
+    hc_ptr,
     out_ptr,
     hlast_ptr,
     ckpt_ptr,
     y_ptr,
+    end_ptr,
+    decay_ptr,
     T,
     DIM,
     G,
     n_ckpt,
+    n_hc,
+    hc_every,
+    chunk_len,
+    n_chunks,
     stride_s_d,
     stride_s_n,
     stride_at_n,
@@ -72,6 +83,7 @@ def selective_scan_fwd_seq_kernel(
     N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     K: tl.constexpr,
+    CKPT_EVERY: tl.constexpr,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -79,16 +91,32 @@ def selective_scan_fwd_seq_kernel(
     HAS_H0: tl.constexpr,
     HAS_RESETS: tl.constexpr,
     VARLEN: tl.constexpr,
+    CHUNKED: tl.constexpr,
+    END_STATE: tl.constexpr,
+    STORE_LAST: tl.constexpr,
     STORE_CKPT: tl.constexpr,
     STORE_Y: tl.constexpr,
 ):
-    """Forward as a plain time loop: one thread per channel holds its N states (``[N, BLOCK_D]``, N in-thread,
-    channels across lanes and warps), so neither the recurrence nor the readout sum over N crosses threads.
-    B and C come time-major and packed (``BC`` ``[B, G, T, N]`` int64 holding the fp32 pair (B, C): one load for
-    both), A and the initial state channel-major (``AT`` [N, D], ``h0T`` [S, N, D]). The state
-    is stored every K steps (``ckpt``) for the chunked backward."""
+    """Forward over time chunk ``program_id(2)`` (``chunk_len`` steps) of one sequence and channel block: one thread
+    per channel holds its N fp32 states (``[N, BLOCK_D]``, N in-thread, channels across lanes and warps), so neither
+    the recurrence nor the readout sum over N crosses threads.
+
+    u, delta, z, y and out move as ``[K, BLOCK_D]`` tiles of K consecutive steps, contiguous for a channel, so a
+    thread loads or stores a tile column as one vector (16 bytes at the K ops.py picks); softplus, dt * u, D * u and
+    silu(z) run once per tile, and step k's column is picked out of the tile in registers (a select over the
+    in-thread K axis, no data movement). B and C come time-major and packed (``BC`` ``[B, G, T, N]`` int64 holding
+    the fp32 pair (B, C): one load for both, per step, shared by the block); A pre-scaled by log2(e) and the initial
+    state channel-major (``A2T`` [N, D], ``h0T`` [S, N, D]). The state is stored every CKPT_EVERY steps (``ckpt``)
+    for the chunked backward.
+
+    Sequential path (one chunk per sequence): the state starts from ``h0T`` (or zero) and ends in ``hlast``. Chunked
+    path (``CHUNKED``): pass 1 (``END_STATE``) runs every chunk from a zero state and stores its end state and its
+    total decay (zero after a reset) into ``end``/``decay`` [S, chunks, D, N], with no outputs; after
+    ``selective_scan_fwd_carry_kernel`` has combined them, pass 2 reruns chunk c > 0 from the carried state
+    ``hc[s, c * hc_every - 1]`` (the backward's checkpoint at the chunk's start, when hc is ckpt)."""
     pid_s = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
+    pid_c = tl.program_id(2)
     if VARLEN:
         bos = tl.load(cu_ptr + pid_s).to(tl.int64)
         eos = tl.load(cu_ptr + pid_s + 1).to(tl.int64)
@@ -97,59 +125,143 @@ def selective_scan_fwd_seq_kernel(
         bos = pid_s * 0
         eos = bos + T
         row = pid_s
+    i_lo = pid_c * chunk_len  # the chunk's first step, counted from the sequence's start
+    t_hi = tl.minimum(bos + i_lo + chunk_len, eos)  # one past its last step
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM
     offs_n = tl.arange(0, N)
+    offs_k = tl.arange(0, K)
     group = (pid_d * BLOCK_D) // (DIM // G)
     x_base = row * DIM * T + offs_d.to(tl.int64) * T  # [BLOCK_D]
     bc_base = (row * G + group) * T * N + offs_n * stride_bc_n  # [N]
-    # Layout steering: the loop's [N, BLOCK_D] layout follows the loads. A is read transposed (AT [N, D], channels
+    # Layout steering: the loop's [N, BLOCK_D] layout follows the loads. A is read transposed (A2T [N, D], channels
     # contiguous, row stride unspecialised so nothing is vectorised) and the states and B, C through unspecialised
     # strides (stride_s_d = N, stride_s_n = stride_bc_n = 1): a visibly contiguous N axis makes Triton spread N over
     # lanes, and every readout sum would then cross threads.
     state_in = offs_d.to(tl.int64)[None, :] * stride_s_d + offs_n[:, None] * stride_s_n  # [N, BLOCK_D]
-    state_off = pid_s * DIM * N + state_in
-    A = tl.load(AT_ptr + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :], other=0.0)
-    A = A.to(tl.float32)
+    A2 = tl.load(A2T_ptr + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :], other=0.0)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_H0:  # h0T [S, N, D]: read like AT, for the same reason
-        h = tl.load(
-            h0T_ptr + pid_s * N * DIM + offs_n[:, None] * stride_at_n + offs_d[None, :], mask=mask_d[None, :], other=0.0
-        ).to(tl.float32)
-    else:
-        h = tl.zeros([N, BLOCK_D], dtype=tl.float32)
-    for t in range(bos, eos):
+    h = tl.zeros([N, BLOCK_D], dtype=tl.float32)
+    if not END_STATE:
+        if HAS_H0:  # h0T [S, N, D]: read like A2T, for the same reason
+            if pid_c == 0:
+                h = tl.load(
+                    h0T_ptr + pid_s * N * DIM + offs_n[:, None] * stride_at_n + offs_d[None, :],
+                    mask=mask_d[None, :],
+                    other=0.0,
+                )
+        if CHUNKED:
+            if pid_c > 0:
+                hc = ((pid_s * n_hc + pid_c * hc_every - 1) * DIM) * N + state_in
+                h = tl.load(hc_ptr + hc, mask=mask_d[None, :], other=0.0)
+    if END_STATE:
+        dt_sum = tl.zeros([BLOCK_D], dtype=tl.float32)
+        reset_seen = pid_s * 0 != 0
+    n_tiles = tl.cdiv(t_hi - bos - i_lo, K)
+    for j in range(0, n_tiles):
+        i0 = i_lo + j * K  # the tile's first step, counted from the sequence's start
         if STORE_CKPT:
-            i = t - bos
-            if (i % K == 0) & (i > 0):
-                ck = ((pid_s * n_ckpt + i // K - 1) * DIM) * N + state_in
+            if (i0 % CKPT_EVERY == 0) & (i0 > i_lo):
+                ck = ((pid_s * n_ckpt + i0 // CKPT_EVERY - 1) * DIM) * N + state_in
                 tl.store(ckpt_ptr + ck, h, mask=mask_d[None, :])
-        u = tl.load(u_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
-        dt = tl.load(delta_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
+        t = bos + i0 + offs_k  # [K]
+        mask_t = t < t_hi
+        m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
+        x_off = x_base[None, :] + t[:, None]
+        u = tl.load(u_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
+        dt = tl.load(delta_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt += bias
+            dt += bias[None, :]
         if SOFTPLUS:
             dt = _softplus(dt)
-        bc = tl.load(BC_ptr + bc_base + t * N)  # [N] int64: fp32 B_t[n] in the low word, C_t[n] in the high word
-        Bt = (bc & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
-        Ct = (bc >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
-        decay = tl.exp(dt[None, :] * A)  # [N, BLOCK_D]
-        if HAS_RESETS:
-            decay = tl.where(tl.load(resets_ptr + row * T + t) != 0, 0.0, decay)
-        h = decay * h + (dt * u)[None, :] * Bt[:, None]
-        y = tl.sum(h * Ct[:, None], axis=0)  # [BLOCK_D]
-        if HAS_D:
-            y += Dv * u
-        if STORE_Y:  # the ungated readout, so the backward's dz needs no second sum over N
-            tl.store(y_ptr + x_base + t, y.to(y_ptr.dtype.element_ty), mask=mask_d)
-        if HAS_Z:
-            zz = tl.load(z_ptr + x_base + t, mask=mask_d, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
-        tl.store(out_ptr + x_base + t, y.to(out_ptr.dtype.element_ty), mask=mask_d)
-    tl.store(hlast_ptr + state_off, h, mask=mask_d[None, :])
+        dt = tl.where(m2, dt, 0.0)  # a padded step leaves the state as it is (decay 1, no drive)
+        dtu = dt * u
+        if END_STATE:
+            dt_sum += tl.sum(dt, axis=0)
+        y = tl.zeros([K, BLOCK_D], dtype=tl.float32)
+        for k in tl.static_range(K):
+            pick = offs_k[:, None] == k
+            dt_k = tl.sum(tl.where(pick, dt, 0.0), axis=0)  # [BLOCK_D], step k's column, in registers
+            dtu_k = tl.sum(tl.where(pick, dtu, 0.0), axis=0)
+            tk = bos + i0 + k
+            # [N] int64: fp32 B_t[n] in the low word, C_t[n] in the high word (zero past the chunk's end)
+            bc = tl.load(BC_ptr + bc_base + tk * N, mask=tk < t_hi, other=0)
+            Bt = (bc & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+            decay = tl.exp2(dt_k[None, :] * A2)  # [N, BLOCK_D]
+            if HAS_RESETS:
+                reset = tl.load(resets_ptr + row * T + tk, mask=tk < t_hi, other=0) != 0
+                decay = tl.where(reset, 0.0, decay)
+                if END_STATE:
+                    reset_seen = reset_seen | reset
+            h = decay * h + dtu_k[None, :] * Bt[:, None]
+            if not END_STATE:
+                Ct = (bc >> 32).to(tl.uint32).to(tl.float32, bitcast=True)
+                y_k = tl.sum(h * Ct[:, None], axis=0)  # [BLOCK_D]
+                y = tl.where(pick, y_k[None, :], y)
+        if not END_STATE:
+            if HAS_D:
+                y += Dv[None, :] * u
+            if STORE_Y:  # the ungated readout, so the backward's dz needs no second sum over N
+                tl.store(y_ptr + x_off, y.to(y_ptr.dtype.element_ty), mask=m2)
+            if HAS_Z:
+                zz = tl.load(z_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(out_ptr + x_off, y.to(out_ptr.dtype.element_ty), mask=m2)
+    if END_STATE:
+        part = ((pid_s * n_chunks + pid_c) * DIM) * N + state_in
+        tl.store(end_ptr + part, h, mask=mask_d[None, :])
+        total = tl.exp2(dt_sum[None, :] * A2)  # the chunk's decay: the product of its steps' decays ...
+        total = tl.where(reset_seen, 0.0, total)  # ... zero once a reset has cut the chunk
+        tl.store(decay_ptr + part, total, mask=mask_d[None, :])
+    if STORE_LAST:
+        tl.store(hlast_ptr + pid_s * DIM * N + state_in, h, mask=mask_d[None, :])
+
+
+@triton.jit
+def selective_scan_fwd_carry_kernel(
+    end_ptr,
+    decay_ptr,
+    h0_ptr,
+    cu_ptr,
+    hc_ptr,
+    hlast_ptr,
+    T,
+    DIM,
+    n_chunks,
+    n_hc,
+    hc_every,
+    chunk_len,
+    N: tl.constexpr,
+    BLOCK: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    VARLEN: tl.constexpr,
+    STORE_LAST: tl.constexpr,
+):
+    """Chunked forward, between its two passes: for one sequence and BLOCK of its D * N states, walk the chunks in
+    order, h_c = decay_{c-1} * h_{c-1} + end_{c-1} (h_0 the initial state or zero), and store the state entering
+    chunk c > 0 into ``hc[s, c * hc_every - 1]`` and the one after the last chunk into ``hlast``. end, decay
+    ``[S, chunks, D, N]``; h0, hlast ``[S, D, N]``; hc ``[S, n_hc, D, N]``, all fp32."""
+    pid_s = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < DIM * N
+    if VARLEN:
+        length = tl.load(cu_ptr + pid_s + 1) - tl.load(cu_ptr + pid_s)
+    else:
+        length = T
+    if HAS_H0:
+        h = tl.load(h0_ptr + pid_s * DIM * N + offs, mask=mask, other=0.0)
+    else:
+        h = tl.zeros([BLOCK], dtype=tl.float32)
+    for c in range(0, tl.cdiv(length, chunk_len)):
+        if c > 0:
+            tl.store(hc_ptr + (pid_s * n_hc + c * hc_every - 1) * DIM * N + offs, h, mask=mask)
+        part = (pid_s * n_chunks + c) * DIM * N + offs
+        h = tl.load(decay_ptr + part, mask=mask, other=0.0) * h + tl.load(end_ptr + part, mask=mask, other=0.0)
+    if STORE_LAST:
+        tl.store(hlast_ptr + pid_s * DIM * N + offs, h, mask=mask)
 
 
 @triton.jit

@@ -19,7 +19,7 @@ from .naive import selective_scan_bwd_ref, selective_scan_ref, selective_state_u
 try:  # Triton is optional: without it only the reference backend runs (resolve_backend says why)
     import triton
 
-    from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_seq_kernel
+    from .chunk import selective_scan_bwd_kernel, selective_scan_fwd_carry_kernel, selective_scan_fwd_kernel
     from .step import selective_state_update_kernel
 except ImportError:  # pragma: no cover - depends on the environment
     triton = None
@@ -30,6 +30,13 @@ CHUNK = 16  # backward chunk length K; the forward stores the state every K step
 NUM_WARPS = 8
 FWD_NUM_WARPS = 4
 FWD_BLOCK_D = 32 * FWD_NUM_WARPS  # forward: one thread per channel
+FWD_TILE: int | None = None  # forward: steps per [K, BLOCK_D] tile (None: one 16-byte vector of u per thread)
+# Forward path rule (_fwd_chunk_len): the chunked forward runs when the sequential one would launch fewer than
+# FWD_CHUNKED_BELOW programs (sequences x channel blocks; 2 per SM of an H100) and the longest sequence spans at
+# least two chunks of FWD_CHUNK_T steps. Both are guesses until timed on a GPU (bench/test_tuning.py).
+FWD_CHUNK_T = 256
+FWD_CHUNKED_BELOW = 2 * 132
+FWD_CARRY_BLOCK = 1024  # carry pass: states per program
 MAX_PAIRS = 16  # backward: (sequence, channel block) pairs per program at most (_bwd_split) ...
 PROGRAMS_PER_ROW_GROUP = 8192  # ... one more pair per program for every this many pairs in the launch
 BWD_MAXNREG: int | None = None  # backward: register cap per thread (None: ptxas decides; 219 at the bench shape, sm_90)
@@ -87,6 +94,26 @@ def _opt(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None or t.numel() == 0 else t
 
 
+def _fwd_tile(u: torch.Tensor, ckpt_every: int) -> int:
+    """Steps per forward tile: one 16-byte vector of u per thread (4 fp32, 8 fp16/bf16), at most the checkpoint
+    spacing (so checkpoints fall on tile starts)."""
+    tile = FWD_TILE or 16 // u.element_size()
+    return min(tile, ckpt_every)
+
+
+def _fwd_chunk_len(programs: int, max_seqlen: int, ckpt_every: int) -> int | None:
+    """The chunked forward's chunk length (a multiple of the checkpoint spacing), or None for the sequential one.
+
+    Rule: chunked when the sequential forward would launch fewer than ``FWD_CHUNKED_BELOW`` programs (sequences x
+    channel blocks: too few to fill the GPU, each walking all of T) and the longest sequence spans at least two
+    chunks of ``FWD_CHUNK_T`` steps. At B = 4, D = 2048, T = 4096: 64 programs, so 16 chunks of 256 steps (1024
+    programs per pass); at 1608 sequences x 2048 channels, T = 16: 25,728 programs, sequential."""
+    chunk = triton.cdiv(FWD_CHUNK_T, ckpt_every) * ckpt_every
+    if programs < FWD_CHUNKED_BELOW and max_seqlen >= 2 * chunk:
+        return chunk
+    return None
+
+
 @triton_op("coldstream::selective_scan_fwd", mutates_args=())
 def selective_scan_fwd(
     u: torch.Tensor,
@@ -103,12 +130,14 @@ def selective_scan_fwd(
     max_seqlen: int,
     delta_softplus: bool,
     backend: str,
-    save_readout: bool = True,
+    for_backward: bool = True,
+    store_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(out [B, D, T], last_state [S, D, N] fp32, ckpt [S, chunks - 1, D, N] fp32, y)``; B, C 4-D.
 
-    ``y`` is the ungated readout ``[B, D, T]`` (saved for dz) when z is given on the Triton path and
-    ``save_readout`` (a backward will follow), else empty.
+    On the Triton path the checkpoints and ``y`` (the ungated readout ``[B, D, T]``, saved for dz when z is given)
+    are stored only ``for_backward`` (else ``ckpt`` has no chunks and ``y`` is empty), and the last state only with
+    ``store_last`` (else it is empty).
     """
     batch, dim, T = u.shape
     n_state = A.shape[1]
@@ -123,50 +152,102 @@ def selective_scan_fwd(
                 u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens
             )
         return out, last, u.new_empty((n_seq, 0, dim, n_state), dtype=last.dtype), u.new_empty(0)
-    K = _chunk_len(max_seqlen)
-    n_ckpt = max(triton.cdiv(max_seqlen, K) - 1, 0)
+    ckpt_every = _chunk_len(max_seqlen)  # the backward's chunk: it starts each chunk from a checkpoint
+    n_ckpt = max(triton.cdiv(max_seqlen, ckpt_every) - 1, 0) if for_backward else 0
+    f32 = dict(dtype=torch.float32, device=u.device)
     out = torch.empty_like(u)
-    last = u.new_empty((n_seq, dim, n_state), dtype=torch.float32)
-    ckpt = u.new_empty((n_seq, n_ckpt, dim, n_state), dtype=torch.float32)
-    y = torch.empty_like(u) if z is not None and save_readout else u.new_empty(0)
-    bd = _block_d(dim, B.shape[1], FWD_BLOCK_D)
-    grid = (n_seq, triton.cdiv(dim, bd))
-    wrap_triton(selective_scan_fwd_seq_kernel)[grid](
-        u,
-        delta,
-        A.t().contiguous(),
-        _pack_bc(B, C),
-        D,
-        z,
-        delta_bias,
-        None if initial_state is None else initial_state.transpose(1, 2).contiguous(),
-        resets,
-        cu_seqlens,
-        out,
-        last,
-        ckpt,
-        y,
-        T,
-        dim,
-        B.shape[1],
-        n_ckpt,
-        n_state,
-        1,
-        dim,
-        1,
+    last = torch.empty(n_seq, dim, n_state, **f32) if store_last else torch.empty(0, **f32)
+    ckpt = torch.empty(n_seq, n_ckpt, dim, n_state, **f32)
+    y = torch.empty_like(u) if z is not None and for_backward else u.new_empty(0)
+    groups = B.shape[1]
+    bd = _block_d(dim, groups, FWD_BLOCK_D)
+    d_blocks = triton.cdiv(dim, bd)
+    chunk = _fwd_chunk_len(n_seq * d_blocks, max_seqlen, ckpt_every)
+    n_chunks = 1 if chunk is None else triton.cdiv(max_seqlen, chunk)
+    if chunk is None:
+        hc, hc_every, n_hc = ckpt, 1, n_ckpt  # unused
+    elif n_ckpt > 0:  # the carried states are checkpoints: the carry pass stores them where the backward reads them
+        hc, hc_every, n_hc = ckpt, chunk // ckpt_every, n_ckpt
+    else:
+        hc, hc_every, n_hc = torch.empty(n_seq, n_chunks - 1, dim, n_state, **f32), 1, n_chunks - 1
+    h0 = None if initial_state is None else initial_state.contiguous()
+    common = dict(
+        u_ptr=u,
+        delta_ptr=delta,
+        A2T_ptr=(A.float() * math.log2(math.e)).t().contiguous(),
+        BC_ptr=_pack_bc(B, C),
+        D_ptr=D,
+        z_ptr=z,
+        bias_ptr=delta_bias,
+        h0T_ptr=None if h0 is None else h0.transpose(1, 2).contiguous(),
+        resets_ptr=resets,
+        cu_ptr=cu_seqlens,
+        hc_ptr=hc,
+        out_ptr=out,
+        hlast_ptr=last,
+        ckpt_ptr=ckpt,
+        y_ptr=y,
+        T=T,
+        DIM=dim,
+        G=groups,
+        n_ckpt=n_ckpt,
+        n_hc=n_hc,
+        hc_every=hc_every,
+        chunk_len=max_seqlen if chunk is None else chunk,
+        n_chunks=n_chunks,
+        stride_s_d=n_state,
+        stride_s_n=1,
+        stride_at_n=dim,
+        stride_bc_n=1,
         N=n_state,
         BLOCK_D=bd,
-        K=K,
+        K=_fwd_tile(u, ckpt_every),
+        CKPT_EVERY=ckpt_every,
         HAS_D=D is not None,
         HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus,
-        HAS_H0=initial_state is not None,
+        HAS_H0=h0 is not None,
         HAS_RESETS=resets is not None,
         VARLEN=cu_seqlens is not None,
         STORE_CKPT=n_ckpt > 0,
         STORE_Y=y.numel() > 0,
         num_warps=FWD_NUM_WARPS,
+    )
+    grid = (n_seq, d_blocks, n_chunks)
+    if chunk is not None:
+        # pass 1: every chunk's end state from a zero state, and its total decay; then the carry across chunks
+        end = torch.empty(n_seq, n_chunks, dim, n_state, **f32)
+        decay = torch.empty_like(end)
+        pass1 = dict(common, end_ptr=end, decay_ptr=decay, STORE_CKPT=False, STORE_Y=False)
+        wrap_triton(selective_scan_fwd_kernel)[grid](**pass1, CHUNKED=True, END_STATE=True, STORE_LAST=False)
+        wrap_triton(selective_scan_fwd_carry_kernel)[(n_seq, triton.cdiv(dim * n_state, FWD_CARRY_BLOCK))](
+            end,
+            decay,
+            h0,
+            cu_seqlens,
+            hc,
+            last,
+            T,
+            dim,
+            n_chunks,
+            n_hc,
+            hc_every,
+            chunk,
+            N=n_state,
+            BLOCK=FWD_CARRY_BLOCK,
+            HAS_H0=h0 is not None,
+            VARLEN=cu_seqlens is not None,
+            STORE_LAST=store_last,
+        )
+    # the sequential forward, or pass 2 of the chunked one: every chunk's outputs from its carried state
+    wrap_triton(selective_scan_fwd_kernel)[grid](
+        **common,
+        end_ptr=None,
+        decay_ptr=None,
+        CHUNKED=chunk is not None,
+        END_STATE=False,
+        STORE_LAST=store_last and chunk is None,
     )
     return out, last, ckpt, y
 
@@ -305,7 +386,7 @@ _SAVED = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", 
 
 
 def _setup_context(ctx, inputs, output):
-    (u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend, _) = inputs
+    u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, max_seqlen, softplus, backend = inputs[:14]
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, output[2], output[3])
     ctx.max_seqlen, ctx.softplus, ctx.backend = max_seqlen, softplus, backend
 
@@ -314,6 +395,8 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
     u, delta, A, B, C, D, z, delta_bias, initial_state, resets, cu_seqlens, ckpt, y = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(u)
+    if dlast is not None and dlast.numel() == 0:  # the last state was not stored (not asked for)
+        dlast = None
     grads = torch.ops.coldstream.selective_scan_bwd(
         dout.contiguous(),
         None if dlast is None else dlast.contiguous(),
@@ -336,7 +419,7 @@ def _backward(ctx, dout, dlast, _dckpt, _dy):
     )
     present = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     grads = [g if x is not None else None for g, x in zip(grads, present, strict=True)]
-    return (*grads, None, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None, None)
 
 
 torch.library.register_autograd("coldstream::selective_scan_fwd", _backward, setup_context=_setup_context)
@@ -366,10 +449,24 @@ def _as_groups(B: torch.Tensor, C: torch.Tensor, shape: torch.Size) -> tuple[tor
 
 
 def selective_scan_apply(
-    backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, resets, cu_seqlens, max_seqlen=None
+    backend,
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D,
+    z,
+    delta_bias,
+    delta_softplus,
+    initial_state,
+    resets,
+    cu_seqlens,
+    max_seqlen=None,
+    return_last_state=True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalise layouts (contiguous, B/C 4-D with one group count, int8 resets, int32 cu_seqlens) and run the
-    registered op."""
+    registered op. Without ``return_last_state`` the Triton path stores no last state (``last`` is empty)."""
     B4, C4 = _as_groups(B, C, u.shape)
     T = u.shape[-1]
     if backend == "triton":
@@ -411,6 +508,7 @@ def selective_scan_apply(
         bool(delta_softplus),
         backend,
         needs_grad,
+        bool(return_last_state),
     )
     return out, last
 
