@@ -36,11 +36,11 @@ def _vec(x: torch.Tensor) -> int:
 
 
 def _blocks(dim: int, T: int, vec: int, block_d: int, block_t: int) -> tuple[int, int, int]:
-    """``(channels per program, steps per register tile, warps)``: one channel per thread, a tile of whole vectors
-    no longer than the sequence needs."""
+    """``(channels per program, steps per register tile, warps)``: one channel per thread; a tile of whole vectors
+    (powers of two, so any knob value works) no longer than the sequence needs."""
     # int(): under torch.compile / opcheck with dynamic shapes these are SymInts; block sizes must be plain ints
-    bd = min(block_d, max(triton.next_power_of_2(int(dim)), 1))
-    bt = min(max(block_t, vec), max(triton.next_power_of_2(int(T)), vec))
+    bd = min(triton.next_power_of_2(block_d), triton.next_power_of_2(int(dim)))
+    bt = min(max(triton.next_power_of_2(block_t), vec), max(triton.next_power_of_2(int(T)), vec))
     return bd, bt, max(1, min(NUM_WARPS, bd // 32))
 
 
