@@ -14,7 +14,7 @@ against the reference before it is timed. The fastest correct case becomes the d
 
 ``causal_conv1d`` forward + backward at the same shape (W = 4, bf16): the H200 run of 2026-11-26 took 1.76 ms, 16x
 its HBM floor, with small tiles (16 x 16 elements) that left the kernels waiting on latency. The kernels now give a
-thread one channel row (16-byte vectors, taps as register indices; 32 and 80 registers per thread for forward and
+thread one channel row (16-byte vectors, taps as register indices; 32 and 79 registers per thread for forward and
 backward at sm_90): the sweep sizes the channels per program (one per thread, so also the warps), the steps per
 register tile (one or two vectors) and how many rows one backward program sums its weight gradient over.
 

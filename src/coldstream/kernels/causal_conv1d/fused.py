@@ -199,42 +199,47 @@ def _emit_dx(
     # dx for steps s = c0 .. c0 + N - 1 (padded p = s + W - 1): sum_k w[k] gpre[s + W - 1 - k], where gwin[j] is
     # gpre[c0 + j] and lowin[j] its lo; steps s < 0 are the initial state's (dinit[s + W - 1]); the final state's
     # gradient joins the last W - 1 padded positions
+    if HAS_INIT:
+        first = 1 - W
+    else:
+        first = 0
     for q in tl.static_range(N // VEC):
-        cols = ()
-        for i in tl.static_range(q * VEC, (q + 1) * VEC):
-            acc = tl.zeros_like(gwin[0])
-            for k in tl.static_range(W):
-                g = gwin[i + W - 1 - k]
-                if HAS_LO:
-                    g = tl.where(c0 + i + W - 1 >= lowin[i + W - 1 - k], g, 0.0)
-                acc += wk[k] * g
-            cols = cols + (acc,)
-        if HAS_DFINAL:
-            if c0 + (q + 1) * VEC > T - (W - 1):  # only the vectors that hold final-state positions
-                withf = ()
-                for i in tl.static_range(VEC):
-                    j = c0 + q * VEC + i - (T - (W - 1))
-                    m = mask_d & (j >= 0) & (j < W - 1)
+        if c0 + (q + 1) * VEC > first:  # skip vectors of steps before the padded start (nothing to store)
+            cols = ()
+            for i in tl.static_range(q * VEC, (q + 1) * VEC):
+                acc = tl.zeros_like(gwin[0])
+                for k in tl.static_range(W):
+                    g = gwin[i + W - 1 - k]
                     if HAS_LO:
-                        m = m & (c0 + q * VEC + i + W - 1 >= lo_last)
-                    df = tl.load(dfinal_ptr + fbase + j, mask=m, other=0.0).to(tl.float32)
-                    withf = withf + (cols[i] + df,)
-                cols = withf
-        s = c0 + q * VEC + tl.arange(0, VEC)
-        tl.store(
-            dx_ptr + base[:, None] + s[None, :],
-            _tile(cols, VEC).to(dx_ptr.dtype.element_ty),
-            mask=mask_d[:, None] & ((s >= 0) & (s < T))[None, :],
-        )
-        if HAS_INIT:
-            if c0 + q * VEC < 0:  # per column: d initial_state is [B, D, W - 1], not a run of whole vectors
-                for i in tl.static_range(VEC):
-                    si = c0 + q * VEC + i
-                    tl.store(
-                        dinit_ptr + fbase + (si + W - 1),
-                        cols[i].to(dinit_ptr.dtype.element_ty),
-                        mask=mask_d & (si >= 1 - W) & (si < 0),
-                    )
+                        g = tl.where(c0 + i + W - 1 >= lowin[i + W - 1 - k], g, 0.0)
+                    acc += wk[k] * g
+                cols = cols + (acc,)
+            if HAS_DFINAL:
+                if c0 + (q + 1) * VEC > T - (W - 1):  # only the vectors that hold final-state positions
+                    withf = ()
+                    for i in tl.static_range(VEC):
+                        j = c0 + q * VEC + i - (T - (W - 1))
+                        m = mask_d & (j >= 0) & (j < W - 1)
+                        if HAS_LO:
+                            m = m & (c0 + q * VEC + i + W - 1 >= lo_last)
+                        df = tl.load(dfinal_ptr + fbase + j, mask=m, other=0.0).to(tl.float32)
+                        withf = withf + (cols[i] + df,)
+                    cols = withf
+            s = c0 + q * VEC + tl.arange(0, VEC)
+            tl.store(
+                dx_ptr + base[:, None] + s[None, :],
+                _tile(cols, VEC).to(dx_ptr.dtype.element_ty),
+                mask=mask_d[:, None] & ((s >= 0) & (s < T))[None, :],
+            )
+            if HAS_INIT:
+                if c0 + q * VEC < 0:  # per column: d initial_state is [B, D, W - 1], not a run of whole vectors
+                    for i in tl.static_range(VEC):
+                        si = c0 + q * VEC + i
+                        tl.store(
+                            dinit_ptr + fbase + (si + W - 1),
+                            cols[i].to(dinit_ptr.dtype.element_ty),
+                            mask=mask_d & (si >= 1 - W) & (si < 0),
+                        )
 
 
 @triton.jit
