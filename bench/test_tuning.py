@@ -17,9 +17,10 @@ the chunked forward (chunks of 128-512 steps) against the sequential one; ``ops.
 ``FWD_CHUNKED_BELOW`` take the winners.
 
 ``causal_conv1d`` forward + backward at the same shape (W = 4, bf16): the H200 run of 2026-11-26 took 1.76 ms, 16x
-its HBM floor, with small tiles (16 x 16 elements) that leave the kernels waiting on latency. The forward now keeps
-its tile's element count for short sequences (64 channels x 16 steps at T = 16); the sweep sizes both tiles, the
-warps and how many rows one backward program sums its weight gradient over.
+its HBM floor, with small tiles (16 x 16 elements) that left the kernels waiting on latency. The kernels now give a
+thread one channel row (16-byte vectors, taps as register indices; 32 and 79 registers per thread for forward and
+backward at sm_90): the sweep sizes the channels per program (one per thread, so also the warps), the steps per
+register tile (one or two vectors) and how many rows one backward program sums its weight gradient over.
 
 ``selective_state_update`` (one streaming step, 201 tokens x 2048 x 16, CUDA graph): the default tile of 64 channels
 and 4 warps reached 67% of the H200's HBM bandwidth with an fp32 state; bigger and smaller tiles, with fp32 and bf16
@@ -169,14 +170,15 @@ def test_selective_state_update_config(benchmark, config, state_dtype, monkeypat
         benchmark.extra_info["hbm_floor_ms"] = bytes_moved / hbm_limit() * 1e3
 
 
-# (forward BLOCK_D, BLOCK_T, backward BLOCK_D, BLOCK_T, warps, rows per backward program)
+# (forward BLOCK_D, BLOCK_T, backward BLOCK_D, BLOCK_T, warps, rows per backward program); BLOCK_D channels per
+# program, one per thread (warps = BLOCK_D / 32 at most); BLOCK_T steps per register tile (8 = one bf16 vector)
 CONV_CONFIGS = {
-    "default": (16, 64, 16, 16, 4, 32),
-    "fwd-d32": (32, 64, 16, 16, 4, 32),
-    "bwd-d32": (16, 64, 32, 16, 4, 32),
-    "bwd-d64-w8": (16, 64, 64, 16, 8, 32),
-    "rows8": (16, 64, 16, 16, 4, 8),
-    "rows64": (16, 64, 16, 16, 4, 64),
+    "default": (128, 16, 128, 16, 4, 32),
+    "d64-w2": (64, 16, 64, 16, 2, 32),
+    "d256-w8": (256, 16, 256, 16, 8, 32),
+    "fwd-t8": (128, 8, 128, 16, 4, 32),
+    "bwd-t8": (128, 16, 128, 8, 4, 32),
+    "rows2": (128, 16, 128, 16, 4, 2),
 }
 
 

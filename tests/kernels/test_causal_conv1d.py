@@ -265,3 +265,54 @@ def test_backward_with_several_rows_per_program(monkeypatch):
     ref_outs, ref_grads = forward_backward(fn("oracle"), leaves(x))
     assert_all_close(outs, ref_outs, torch.float32, "fwd")
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
+
+
+def _check_against_oracle(width, T, dtype, activation="silu", bias=True, state=True, resets=None, dim=6):
+    x = make_inputs(batch=2, dim=dim, T=T, width=width, seed=width * 100 + T)
+    x = [t.to(dtype) if i in (0, 3) else t for i, t in enumerate(x)]
+    if not bias:
+        x[2] = None
+    if not state:
+        x[3] = None
+    outs, grads = forward_backward(fn("triton", activation, resets=resets), leaves(x))
+    ref_outs, ref_grads = forward_backward(
+        fn("oracle", activation, resets=resets), leaves([t if t is None else t.float() for t in x])
+    )
+    assert_all_close(outs, ref_outs, dtype, "fwd", ["out", "final_state"])
+    assert_all_close(grads, ref_grads, dtype, "bwd", NAMES)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("width", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("T", [3, 13, 37])
+def test_register_tiles_at_every_width(dtype, width, T):
+    # a thread reads its steps in 16-byte vectors (8 bf16 / 4 fp32 steps) and holds 16-step register tiles: T = 3
+    # is shorter than most windows and than one vector, 13 ends inside a vector, 37 spans three tiles (the window
+    # and, in the backward, dx's W - 1 trailing steps carried across tiles); with resets, bias-free and no SiLU
+    # at alternating widths
+    g = torch.Generator().manual_seed(width * T)
+    resets = torch.rand(2, T, generator=g) < 0.2 if width % 2 else None
+    _check_against_oracle(width, T, dtype, "silu" if width % 3 else None, bias=width != 5, resets=resets)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("width,T,state", [(4, 21, True), (8, 21, True), (7, 9, False), (3, 1, True)])
+def test_one_vector_per_register_tile(monkeypatch, dtype, width, T, state):
+    # the smallest register tile (one vector) puts many tiles in a row: every carry between tiles is exercised,
+    # also when the window (W - 1 = 7) is longer than a whole fp32 tile (4 steps)
+    from coldstream.kernels.causal_conv1d import ops
+
+    monkeypatch.setattr(ops, "BLOCK_T", 1)
+    monkeypatch.setattr(ops, "BWD_BLOCK_T", 1)
+    resets = torch.zeros(2, T, dtype=torch.bool)
+    resets[0, T // 2] = True
+    _check_against_oracle(width, T, dtype, state=state, resets=resets)
+
+
+def test_channels_span_several_programs(monkeypatch):
+    # BLOCK_D channels per program (one per thread): a partial last block of channels, forward and backward
+    from coldstream.kernels.causal_conv1d import ops
+
+    monkeypatch.setattr(ops, "BLOCK_D", 8)
+    monkeypatch.setattr(ops, "BWD_BLOCK_D", 8)
+    _check_against_oracle(4, 19, torch.float16, dim=21)

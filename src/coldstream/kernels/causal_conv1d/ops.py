@@ -20,9 +20,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 MAX_WIDTH = 8  # widths 1..8 (Dao's causal-conv1d stops at 4)
-BLOCK_D = 16  # forward tile [BLOCK_D, BLOCK_T]: ~115 registers on sm_90, no spills
-BLOCK_T = 64
-BWD_BLOCK_D = 16  # the backward recomputes W x W shifted loads per tile: a smaller tile avoids spills
+BLOCK_D = 128  # forward: channels per program, one per thread (BLOCK_D / 32 warps at most NUM_WARPS)
+BLOCK_T = 16  # forward: steps per register tile (a multiple of the 16-byte vector: 8 bf16/fp16, 4 fp32 steps)
+BWD_BLOCK_D = 128  # backward: the same, with one pre-activation per step and dx trailing by W - 1 steps
 BWD_BLOCK_T = 16
 NUM_WARPS = 4
 MAX_ROWS = 32  # backward: rows per program (dweight, dbias summed in registers across them, stored once)
@@ -30,11 +30,18 @@ PROGRAMS_PER_ROW_GROUP = 4096
 STEP_BLOCK_D = 64
 
 
-def _blocks(dim: int, T: int, block_d: int = BLOCK_D, block_t: int = BLOCK_T) -> tuple[int, int]:
-    """Tile ``[BLOCK_D, BLOCK_T]``; a short sequence gets more channels, so a tile keeps its element count."""
+def _vec(x: torch.Tensor) -> int:
+    """Steps per 16-byte vector of x (8 for bf16/fp16, 4 for fp32)."""
+    return max(1, 16 // x.element_size())
+
+
+def _blocks(dim: int, T: int, vec: int, block_d: int, block_t: int) -> tuple[int, int, int]:
+    """``(channels per program, steps per register tile, warps)``: one channel per thread; a tile of whole vectors
+    (powers of two, so any knob value works) no longer than the sequence needs."""
     # int(): under torch.compile / opcheck with dynamic shapes these are SymInts; block sizes must be plain ints
-    bt = min(block_t, triton.next_power_of_2(int(T)))
-    return min(block_d * block_t // bt, triton.next_power_of_2(int(dim))), bt
+    bd = min(triton.next_power_of_2(block_d), triton.next_power_of_2(int(dim)))
+    bt = min(max(triton.next_power_of_2(block_t), vec), max(triton.next_power_of_2(int(T)), vec))
+    return bd, bt, max(1, min(NUM_WARPS, bd // 32))
 
 
 def _final_state(x: torch.Tensor, initial_state: torch.Tensor | None, lo: torch.Tensor | None, width: int):
@@ -70,8 +77,9 @@ def causal_conv1d_fwd(
             x, initial_state, lo, width
         )
     out = torch.empty_like(x)
-    bd, bt = _blocks(dim, T)
-    grid = (batch, triton.cdiv(dim, bd), triton.cdiv(T, bt))
+    vec = _vec(x)
+    bd, bt, warps = _blocks(dim, T, vec, BLOCK_D, BLOCK_T)
+    grid = (batch, triton.cdiv(dim, bd))
     wrap_triton(causal_conv1d_fwd_kernel)[grid](
         x,
         weight,
@@ -84,11 +92,12 @@ def causal_conv1d_fwd(
         W=width,
         BLOCK_D=bd,
         BLOCK_T=bt,
+        VEC=vec,
         HAS_BIAS=bias is not None,
         HAS_INIT=initial_state is not None,
         HAS_LO=lo is not None,
         SILU=silu,
-        num_warps=NUM_WARPS,
+        num_warps=warps,
     )
     return out, _final_state(x, initial_state, lo, width)
 
@@ -121,8 +130,8 @@ def causal_conv1d_bwd(
     lo = segment_lo(resets, batch, T, width, x.device) if resets is not None else None
     dx = torch.empty_like(x)
     dinit = torch.empty_like(initial_state) if initial_state is not None else x.new_empty(0)
-    # padded positions [0, W - 1) exist only to carry the initial state's gradient
-    bd, bt = _blocks(dim, T + width - 1 if initial_state is not None else T, BWD_BLOCK_D, BWD_BLOCK_T)
+    vec = _vec(x)
+    bd, bt, warps = _blocks(dim, T, vec, BWD_BLOCK_D, BWD_BLOCK_T)
     n_dblocks = triton.cdiv(dim, bd)
     rows = max(1, min(MAX_ROWS, int(batch * n_dblocks) // PROGRAMS_PER_ROW_GROUP))
     groups = triton.cdiv(batch, rows)
@@ -147,15 +156,16 @@ def causal_conv1d_bwd(
         batch,
         rows,
         W=width,
-        W_P=triton.next_power_of_2(width),
         BLOCK_D=bd,
         BLOCK_T=bt,
+        VEC=vec,
+        LAG=vec * triton.cdiv(width - 1, vec),  # dx trails gpre by W - 1 steps, rounded up to whole vectors
         HAS_BIAS=bias is not None,
         HAS_INIT=initial_state is not None,
         HAS_LO=lo is not None,
         SILU=silu,
         HAS_DFINAL=dfinal is not None and width > 1,
-        num_warps=NUM_WARPS,
+        num_warps=warps,
     )
     dw = dw_part.sum(0).to(weight.dtype)
     db = db_part.sum(0).to(bias.dtype) if bias is not None else db_part
