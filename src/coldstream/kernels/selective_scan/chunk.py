@@ -10,20 +10,21 @@ from a zero state (pass 1), ``selective_scan_fwd_carry_kernel`` carries the stat
 reruns every chunk from its carried state (pass 2).
 
 Backward (``selective_scan_bwd_kernel``): for each of its sequences and channel blocks, a program walks the K-step
-chunks in reverse. It recomputes the chunk's states from its checkpoint as a ``[K, BLOCK_D, N]`` tile with
-``tl.associative_scan`` over time, and runs the adjoint recurrence g_t = gy_t C_t + exp(dt_{t+1} A) g_{t+1} as a
-second forward scan over time-reversed loads (``tl.flip`` brings it back to time order;
-``associative_scan(reverse=True)`` has had bugs, so it is not used). Triton's default layout for that tile keeps
-time inside each thread (N on 16 lanes, channels on 2 lanes and the warps), so both scans and the flip stay in
-registers (sm_90 PTX: 216 shuffles per chunk and thread, against 600 with time across lanes); the forward saves the
-ungated readout y when z is given, so dz needs no second sum over N. All of a chunk's loads come first, before
-the first layout conversion's barrier (no load can move across one), so their latencies overlap.
+chunks in reverse, on ``[K, BLOCK_D, N]`` tiles whose layout (Triton's default for them) keeps time inside each
+thread (N on 16 lanes, channels on 2 lanes and the warps). It loads the chunk's streams once, in time order, computes
+the per-(d, t) terms (softplus, dt * u, silu(z) and its derivative) once per ``[K, BLOCK_D]`` tile and the decays
+``exp2(dt * A log2 e)`` once per ``[K, BLOCK_D, N]`` tile, then runs two loops over the chunk's steps, unrolled and
+in-thread (picking step k's slice of a tile is a register select): the forward recompute h_t = decay_t h_{t-1} +
+dt_t u_t B_t from the chunk's checkpoint, and the adjoint g_t = gy_t C_t + decay_{t+1} g_{t+1} in reverse, whose
+decays are the recompute's (at the chunk's last step, the decay of the next chunk's first step, carried over from
+the chunk walked before it; 1 past the sequence's end): one exponential per state update. The forward saves the
+ungated readout y when z is given, so dz needs no second sum over N.
 
 The backward has no atomics, so its gradients are bitwise identical run to run. A program covers a few sequences
 and a few consecutive channel blocks of one B/C group (``ops._bwd_split``). dB and dC are sums over channels: the
 program's first block stores its chunk sums into the program's own partial (``[splits, B, G, N, T]``, one per split
-of a group's channel blocks), later blocks load and add to them (a barrier at each chunk makes the earlier stores of
-other threads visible). dA, dD and d(delta_bias) are sums over sequences and time: each block keeps them in
+of a group's channel blocks), later blocks load and add to them (a barrier at each of their chunks makes the earlier
+stores of other threads visible). dA, dD and d(delta_bias) are sums over sequences and time: each block keeps them in
 registers over the program's sequences and stores them once into partial ``[programs along rows, D, ...]``. The
 caller (``ops.selective_scan_bwd``) sums both kinds of partial over their first dimension, a fixed order.
 
@@ -37,11 +38,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _first_order(a1, b1, a2, b2):
-    # (a1, b1) then (a2, b2): h -> a2 * (a1 * h + b1) + b2
-    return a1 * a2, b1 * a2 + b2
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
@@ -315,8 +313,8 @@ def selective_scan_bwd_kernel(
     HAS_Y: tl.constexpr,
 ):
     # Chunk tile [K, BLOCK_D, N]: Triton's default layout puts N on 16 lanes, channels on the remaining lanes and
-    # the warps, and time inside the thread, so both time scans run in registers and tl.flip over time is free;
-    # sums over N take 4 shuffle stages, sums over channels (dB, dC) one lane stage plus the warps.
+    # the warps, and time inside the thread, so both step loops run in registers; sums over N take 4 shuffle
+    # stages, sums over channels (dB, dC) one lane stage plus the warps.
     #
     # Program (pid_r, pid_c) covers ROWS_PER_PROGRAM sequences and up to BLOCKS_PER_PROGRAM consecutive channel
     # blocks of one B/C group (pid_c = group * SPLITS + split). Its dB/dC live in partial ``split`` ([SPLITS, B, G,
@@ -340,6 +338,7 @@ def selective_scan_bwd_kernel(
         mask_d = offs_d < DIM
         accumulate = blk > blk_lo  # a block after this program's first adds to the dB/dC partial
         A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_d[:, None], other=0.0).to(tl.float32)
+        A2 = A * LOG2E  # decay = exp2(dt * A log2 e)
         if HAS_D:
             Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
         if HAS_BIAS:
@@ -369,124 +368,112 @@ def selective_scan_bwd_kernel(
                     g_carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)
                 dh0 = g_carry  # an empty sequence hands its state straight through
                 n_chunks = tl.cdiv(eos - bos, K)
+                dn_carry = tl.full([BLOCK_D, N], 1.0, dtype=tl.float32)  # decay of the step after the chunk
                 for cc in range(0, n_chunks):
                     c = n_chunks - 1 - cc
                     # the previous block stored this chunk's dB/dC partial, maybe from other threads of this
                     # program: a barrier makes those stores visible to the loads below
-                    tl.debug_barrier()
-                    h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # state entering the chunk
+                    if blk > blk_lo:
+                        tl.debug_barrier()
+                    h = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # state entering the chunk
                     if HAS_H0:
                         if c == 0:
-                            h_in = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
+                            h = tl.load(h0_ptr + state_off, mask=mask_d[:, None], other=0.0).to(tl.float32)
                     if HAS_CKPT:
                         if c > 0:
                             ck = ((pid_s * n_ckpt + c - 1) * DIM) * N + offs_d.to(tl.int64)[:, None] * N
-                            h_in = tl.load(ckpt_ptr + ck + offs_n[None, :], mask=mask_d[:, None], other=0.0)
-                    # ---- forward recompute, time in order: t = t0 + k
+                            h = tl.load(ckpt_ptr + ck + offs_n[None, :], mask=mask_d[:, None], other=0.0)
+                    # every load of the chunk first, time in order, so that their latencies overlap
                     t = bos + c * K + offs_k
                     mask_t = t < eos
                     m2 = mask_t[:, None] & mask_d[None, :]  # [K, BLOCK_D]
-                    # every load of the chunk before the first layout conversion's barrier, so that their
-                    # latencies overlap instead of adding up: time in order (t), reversed (tr), and the step after
-                    # each reversed one (tn), whose decay couples g_t to g_{t+1} (1 past the end: dlast flows to
-                    # the last step)
-                    # what this program's previous blocks summed into the dB/dC partial (nothing in its first)
                     part_off = part + bc_base + t[:, None]  # [K, N]
                     mask_part = mask_t[:, None] & all_n
                     dC_prev = tl.load(dC_ptr + part_off, mask=mask_part & accumulate, other=0.0)
                     dB_prev = tl.load(dB_ptr + part_off, mask=mask_part & accumulate, other=0.0)
-                    u = tl.load(u_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    dt_raw = tl.load(delta_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    dout = tl.load(dout_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                    tr = bos + c * K + (K - 1 - offs_k)
-                    mask_tr = tr < eos
-                    m2r = mask_tr[:, None] & mask_d[None, :]
-                    gy_r = tl.load(dout_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
-                    tn = tr + 1
-                    mask_tn = tn < eos
-                    m2n = mask_tn[:, None] & mask_d[None, :]
-                    dtn = tl.load(delta_ptr + x_base + tn[:, None], mask=m2n, other=0.0).to(tl.float32)
+                    x_off = x_base + t[:, None]
+                    u = tl.load(u_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
+                    dt_raw = tl.load(delta_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
+                    dout = tl.load(dout_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
                     if HAS_Z:
-                        zz = tl.load(z_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
-                        zr = tl.load(z_ptr + x_base + tr[:, None], mask=m2r, other=0.0).to(tl.float32)
+                        zz = tl.load(z_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
                         if HAS_Y:
-                            y = tl.load(y_ptr + x_base + t[:, None], mask=m2, other=0.0).to(tl.float32)
+                            y = tl.load(y_ptr + x_off, mask=m2, other=0.0).to(tl.float32)
                     if HAS_RESETS:
                         rs = tl.load(resets_ptr + row * T + t, mask=mask_t, other=0)
-                        rn = tl.load(resets_ptr + row * T + tn, mask=mask_tn, other=0)
-                    # B and C last: Triton converts their layout (a barrier) right after loading them
                     Bt = tl.load(B_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
                     Ct = tl.load(C_ptr + bc_base + t[:, None], mask=mask_t[:, None], other=0.0).to(tl.float32)
-                    Cr = tl.load(C_ptr + bc_base + tr[:, None], mask=mask_tr[:, None], other=0.0).to(tl.float32)
+                    # per-(d, t) math, once per [K, BLOCK_D] tile
                     if HAS_BIAS:
                         dt_raw += bias[None, :]
                     if SOFTPLUS:
                         dt = _softplus(dt_raw)
                     else:
                         dt = dt_raw
-                    dt = tl.where(m2, dt, 0.0)
-                    decay = tl.exp(dt[:, :, None] * A[None, :, :])  # [K, BLOCK_D, N]
-                    if HAS_RESETS:
-                        decay = tl.where(rs[:, None, None] != 0, 0.0, decay)
-                    if HAS_H0:
-                        decay0 = tl.sum(tl.where(k3 == 0, decay, 0.0), axis=0)  # [BLOCK_D, N], resets included
+                    dt = tl.where(m2, dt, 0.0)  # a padded step: decay 1, no drive
                     dtu = dt * u
-                    drive = dtu[:, :, None] * Bt[:, None, :]
-                    drive_in = tl.where(k3 == 0, drive + decay * h_in[None, :, :], drive)
-                    _, hs = tl.associative_scan((decay, drive_in), 0, _first_order)  # h_t
                     if HAS_Z:
                         sz = tl.sigmoid(zz)
+                        gy = dout * zz * sz
+                    else:
+                        gy = dout
+                    # the chunk's decays, one exponential per (step, channel, state), shared by the forward
+                    # recompute and the adjoint
+                    decay = tl.exp2(dt[:, :, None] * A2[None, :, :])  # [K, BLOCK_D, N]
+                    if HAS_RESETS:
+                        decay = tl.where(rs[:, None, None] != 0, 0.0, decay)
+                    drive = dtu[:, :, None] * Bt[:, None, :]
+                    # ---- forward recompute from the chunk's entering state, step by step in each thread (time
+                    # is in-thread in this layout: picking step k's slice is a register select)
+                    hm = tl.zeros([K, BLOCK_D, N], dtype=tl.float32)  # decay_t * h_{t-1}
+                    for k in tl.static_range(K):
+                        pick = k3 == k
+                        h = tl.sum(tl.where(pick, decay, -0.0), axis=0) * h
+                        hm = tl.where(pick, h[None, :, :], hm)
+                        h = h + tl.sum(tl.where(pick, drive, -0.0), axis=0)
+                    hs = hm + drive  # h_t
+                    if HAS_Z:
                         if not HAS_Y:
                             y = tl.sum(hs * Ct[:, None, :], axis=2)  # [K, BLOCK_D]
                             if HAS_D:
                                 y += Dv[None, :] * u
                         dz = dout * y * sz * (1.0 + zz * (1.0 - sz))
-                        tl.store(dz_ptr + x_base + t[:, None], dz.to(dz_ptr.dtype.element_ty), mask=m2)
-                        gy = dout * zz * sz
-                    else:
-                        gy = dout
+                        tl.store(dz_ptr + x_off, dz.to(dz_ptr.dtype.element_ty), mask=m2)
                     dC_part = tl.sum(gy[:, :, None] * hs, axis=1)  # [K, N]: dC_t = sum_d gy_t h_t
                     tl.store(dC_ptr + part_off, dC_prev + dC_part, mask=mask_part)
-                    hm = hs - drive  # decay_t * h_{t-1}
-                    # ---- adjoint recurrence over the time-reversed tiles: t = t0 + K - 1 - k
-                    if HAS_Z:
-                        gy_r = gy_r * zr * tl.sigmoid(zr)
-                    if HAS_BIAS:
-                        dtn += bias[None, :]
-                    if SOFTPLUS:
-                        dtn = _softplus(dtn)
-                    decay_n = tl.where(mask_tn[:, None, None], tl.exp(dtn[:, :, None] * A[None, :, :]), 1.0)
-                    if HAS_RESETS:
-                        decay_n = tl.where(rn[:, None, None] != 0, 0.0, decay_n)
-                    gh = gy_r[:, :, None] * Cr[:, None, :]
-                    gh = tl.where(k3 == 0, gh + decay_n * g_carry[None, :, :], gh)
-                    _, g_rev = tl.associative_scan((decay_n, gh), 0, _first_order)  # dL/dh_t, time reversed
-                    # dL/dh_{t0}: carried into the previous chunk, or (first chunk) the initial state's gradient
-                    g_first = tl.sum(tl.where(k3 == K - 1, g_rev, 0.0), axis=0)
-                    if c > 0:
-                        g_carry = g_first
+                    # ---- adjoint, step by step in reverse: g_t = gy_t C_t + decay_{t+1} g_{t+1}, the decay of
+                    # step t+1 the one computed above (or, at the chunk's last step, the one carried from the chunk
+                    # after it; 1 past the sequence's end, where g is d last_state)
+                    gh = gy[:, :, None] * Ct[:, None, :]
+                    g = g_carry
+                    gs = tl.zeros([K, BLOCK_D, N], dtype=tl.float32)
+                    for j in tl.static_range(K):
+                        pick = k3 == K - 1 - j
+                        g = tl.sum(tl.where(pick, gh, -0.0), axis=0) + dn_carry * g
+                        gs = tl.where(pick, g[None, :, :], gs)
+                        dn_carry = tl.sum(tl.where(pick, decay, -0.0), axis=0)
+                    g_carry = g  # dL/dh at the chunk's first step, and dn_carry that step's decay
                     if HAS_H0:
                         if c == 0:
-                            dh0 = decay0 * g_first
-                    g = tl.flip(g_rev, 0)  # back to time order
+                            dh0 = dn_carry * g
                     # ---- parameter and input gradients, time in order
-                    q = g * hm  # g_t * decay_t * h_{t-1}
+                    q = gs * hm  # g_t * decay_t * h_{t-1}
                     dA_acc += tl.sum(q * dt[:, :, None], axis=0)
-                    gB = tl.sum(g * Bt[:, None, :], axis=2)  # [K, BLOCK_D]
-                    ddt = tl.sum(q * A[None, :, :], axis=2) + u * gB
+                    gB = tl.sum(gs * Bt[:, None, :], axis=2)  # [K, BLOCK_D]
+                    ddt = tl.sum(q * A2[None, :, :], axis=2) * LN2 + u * gB
                     du = dt * gB
                     if HAS_D:
                         du += gy * Dv[None, :]
                         dD_acc += tl.sum(gy * u, axis=0)
-                    dB_part = tl.sum(g * dtu[:, :, None], axis=1)  # [K, N]
+                    dB_part = tl.sum(gs * dtu[:, :, None], axis=1)  # [K, N]
                     tl.store(dB_ptr + part_off, dB_prev + dB_part, mask=mask_part)
                     if SOFTPLUS:
                         ddt = ddt * tl.sigmoid(dt_raw)
                     ddt = tl.where(m2, ddt, 0.0)
                     if HAS_BIAS:
                         dbias_acc += tl.sum(ddt, axis=0)
-                    tl.store(du_ptr + x_base + t[:, None], du.to(du_ptr.dtype.element_ty), mask=m2)
-                    tl.store(ddelta_ptr + x_base + t[:, None], ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
+                    tl.store(du_ptr + x_off, du.to(du_ptr.dtype.element_ty), mask=m2)
+                    tl.store(ddelta_ptr + x_off, ddt.to(ddelta_ptr.dtype.element_ty), mask=m2)
                 if HAS_H0:
                     tl.store(dh0_ptr + state_off, dh0, mask=mask_d[:, None])
         # this block's sums over the program's rows: partial pid_r of [programs along rows, D, N] and [.., D]
