@@ -167,6 +167,24 @@ def test_resets_gradients_match_oracle(backend):
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 
 
+def separate_calls(bounds: list[int]):
+    """The fp32 oracle run sequence by sequence over packed ``[1, D, T]`` inputs cut at ``bounds`` (cu_seqlens),
+    each from its own initial state: what a packed call must equal."""
+
+    def separate(u, delta, A, B, C, D, z, bias, h0):
+        outs, lasts = [], []
+        for s in range(len(bounds) - 1):
+            sl = slice(bounds[s], bounds[s + 1])
+            o, last = selective_scan_ref(
+                u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl], D, z[..., sl], bias, True, h0[s : s + 1]
+            )
+            outs.append(o)
+            lasts.append(last)
+        return torch.cat(outs, -1), torch.cat(lasts)
+
+    return separate
+
+
 @pytest.mark.parametrize("backend", ["triton", "reference"])
 def test_varlen_equals_separate_calls_with_gradients(backend):
     bounds = [0, 4, 4, 21, 26]  # includes an empty sequence and one longer than a chunk
@@ -178,19 +196,8 @@ def test_varlen_equals_separate_calls_with_gradients(backend):
     def packed(*t):
         return scan_fn(backend, cu_seqlens=cu)(*t)
 
-    def separate(u, delta, A, B, C, D, z, bias, h0):
-        outs, lasts = [], []
-        for s in range(4):
-            sl = slice(bounds[s], bounds[s + 1])
-            o, last = selective_scan_ref(
-                u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl], D, z[..., sl], bias, True, h0[s : s + 1]
-            )
-            outs.append(o)
-            lasts.append(last)
-        return torch.cat(outs, -1), torch.cat(lasts)
-
     outs, grads = forward_backward(packed, leaves(x))
-    ref_outs, ref_grads = forward_backward(separate, leaves(x))
+    ref_outs, ref_grads = forward_backward(separate_calls(bounds), leaves(x))
     assert_all_close(outs, ref_outs, torch.float32, "fwd")
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
 

@@ -15,7 +15,7 @@ from coldstream.kernels import selective_scan
 from coldstream.kernels.selective_scan import ops
 from coldstream.kernels.selective_scan.naive import selective_scan_ref
 from tests.kernels._util import assert_all_close, forward_backward, leaves
-from tests.kernels.test_selective_scan import NAMES, cast, make_inputs, scan_fn
+from tests.kernels.test_selective_scan import NAMES, cast, make_inputs, scan_fn, separate_calls
 
 
 @pytest.fixture
@@ -124,19 +124,8 @@ def test_cu_seqlens_with_an_empty_and_uneven_sequences(force, monkeypatch):
     inputs["initial_state"] = torch.randn(4, 16, 4)
     x = cast(inputs, torch.float32)
 
-    def separate(u, delta, A, B, C, D, z, bias, h0):
-        outs, lasts = [], []
-        for s in range(4):
-            sl = slice(bounds[s], bounds[s + 1])
-            o, last = selective_scan_ref(
-                u[..., sl], delta[..., sl], A, B[..., sl], C[..., sl], D, z[..., sl], bias, True, h0[s : s + 1]
-            )
-            outs.append(o)
-            lasts.append(last)
-        return torch.cat(outs, -1), torch.cat(lasts)
-
     outs, grads = forward_backward(scan_fn("triton", cu_seqlens=cu), leaves(x))
-    ref_outs, ref_grads = forward_backward(separate, leaves(x))
+    ref_outs, ref_grads = forward_backward(separate_calls(bounds), leaves(x))
     assert_all_close(outs, ref_outs, torch.float32, "fwd")
     assert_all_close(grads, ref_grads, torch.float32, "bwd", NAMES)
     assert picked == [16 if force else None]
