@@ -72,10 +72,8 @@ def fold_batch_norms(backbone: nn.Module) -> nn.Module:
     pairs = [(backbone, "_conv_stem", "_bn0"), (backbone, "_conv_head", "_bn1")]
     for block in backbone._blocks:
         pairs += [(block, "_expand_conv", "_bn0"), (block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
-        if getattr(block, "has_se", False):
-            raise InputError("efficientnet_lite0: squeeze-and-excitation blocks are not expected in Lite weights")
     for module, conv, bn in pairs:
-        if hasattr(module, conv):
+        if hasattr(module, conv):  # blocks with expand ratio 1 have no expand convolution
             setattr(module, conv, _FoldedConv(getattr(module, conv), getattr(module, bn)))
             setattr(module, bn, nn.Identity())
     for module in backbone.modules():
