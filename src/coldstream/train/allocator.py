@@ -4,9 +4,9 @@ glibc serves every block above its mmap threshold (at most 32 MiB, adjusted as t
 ``mmap`` and gives it back on free; a CPU training step frees and reallocates tens of such activations, and every
 page of each is faulted in and zeroed again by the kernel. On the 2-core VM the demo is timed on, that halves feature
 extraction (EfficientNet-Lite0 at 96², batch 64: ~360 vs ~660 frames/s) and costs a GMMix training step 16%
-(520 vs 437 ms at the demo's shape). Raising the mmap and trim thresholds keeps freed
-blocks in the heap for the next step, as jemalloc or tcmalloc would; the price is that the process holds on to its
-peak heap until it exits, which a training process does anyway. CUDA tensors are unaffected (PyTorch caches them).
+(520 vs 437 ms at the demo's shape). Raising the mmap and trim thresholds keeps freed blocks in the heap for the
+next step, as jemalloc or tcmalloc would; the price is that the process holds on to its peak heap until it exits,
+which a training process does anyway. CUDA tensors are unaffected (PyTorch caches them).
 """
 
 from __future__ import annotations
