@@ -20,7 +20,6 @@ import torch
 
 from coldstream.config import apply_overrides, from_dict, to_dict
 from coldstream.errors import ColdstreamError, InputError, TrainingInterrupted
-from coldstream.train.allocator import retain_freed_memory
 from coldstream.train.checkpoint import load_model_weights, read_checkpoint
 from coldstream.train.config import JobConfig, load_job_config
 from coldstream.train.distributed import DistInfo, init_distributed, shutdown
@@ -41,8 +40,6 @@ def train_main(argv: list[str] | None = None) -> int:
         print(f"coldstream train: {e}", file=sys.stderr)
         return 2
     log = print if info.is_main else (lambda *a, **k: None)
-    if info.device.type == "cpu":
-        retain_freed_memory()
     try:
         task, encoder, data = setup(cfg, info, log)
         if len(data.train) == 0:
@@ -81,8 +78,6 @@ def eval_main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config_from_checkpoint(read_checkpoint(args.checkpoint), args.overrides)
         info = DistInfo(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-        if info.device.type == "cpu":
-            retain_freed_memory()
         task, encoder, data = setup(cfg, info, print)
         model = build_model(cfg.model, encoder, data.class_names, cfg.data.frames)
         load_model_weights(args.checkpoint, model, to_dict(model.config))

@@ -17,6 +17,7 @@ from pathlib import Path
 from coldstream.errors import ConfigError
 from coldstream.model import READOUTS, ModelConfig, VideoModel, build_encoder
 from coldstream.model.encoders import FrozenEncoder
+from coldstream.train.allocator import retain_freed_memory
 from coldstream.train.cache import CacheKey, FeatureCache
 from coldstream.train.clips import CachedClips
 from coldstream.train.config import JobConfig
@@ -135,6 +136,8 @@ def check_readout(task: Task, readout: str) -> None:
 
 def setup(cfg: JobConfig, dist: DistInfo, log: Callable[[str], None] = print) -> tuple[Task, FrozenEncoder, Prepared]:
     """``coldstream train`` / ``eval``: the task, the frozen encoder on the run's device, and the prepared data."""
+    if dist.device.type == "cpu":
+        retain_freed_memory()  # from here on: reuse freed activations instead of faulting in fresh pages
     m = cfg.model
     task = TASKS.create(cfg.data.task, cfg.data, m.frame_size, seed=cfg.train.seed)
     check_readout(task, m.readout)
