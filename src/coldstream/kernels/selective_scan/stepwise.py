@@ -57,10 +57,10 @@ class _Prepared:
 
     def state(self, like: torch.Tensor | None = None) -> torch.Tensor:
         """A zero state ``[B, G, N, D/G]``, or ``like`` (``[B, D, N]``, e.g. an initial state) in this layout."""
-        h = self.u.new_zeros(self.batch, self.groups, self.n_state, self.per_group)
-        if like is not None:
-            h.copy_(self.from_bdn(like))
-        return h
+        shape = (self.batch, self.groups, self.n_state, self.per_group)
+        if like is None:
+            return self.u.new_zeros(shape)
+        return self.u.new_empty(shape).copy_(self.from_bdn(like))  # a copy: the backward updates it in place
 
     def from_bdn(self, t: torch.Tensor) -> torch.Tensor:  # [B, D, N] -> [B, G, N, D/G] (a view)
         return t.reshape(self.batch, self.groups, self.per_group, self.n_state).transpose(-1, -2)
